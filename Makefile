@@ -1,0 +1,35 @@
+# One-command set-up: each target creates .venv with the pinned torch if missing, installs dmf, then runs.
+PYTHON ?= python3.11
+VENV ?= .venv
+# the CUDA build of torch; it also runs on CPUs (override for another CUDA/CPU wheel)
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install demo test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+# the embedded default: digits flow model -> DMF flow map -> FD table, on a CPU in under 10 minutes
+demo: $(STAMP)
+	$(PY) run.py
+
+# the whole suite, slow end-to-end tests included
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf outputs multirun .pytest_cache

@@ -1,0 +1,38 @@
+"""Bad data: one error type that names the file, and the raise-or-skip policy (`data.on_error`)."""
+import logging
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("raise", "skip")
+
+
+class DataError(RuntimeError):
+    """A corrupt, truncated, mislabelled or misshapen sample; the message names the file."""
+
+
+def check_policy(on_error: str) -> str:
+    if on_error not in POLICIES:
+        raise ValueError(f"on_error={on_error!r}: expected one of {POLICIES} (set data.on_error)")
+    return on_error
+
+
+class ErrorPolicy:
+    """`raise`: re-raise the DataError. `skip`: count it and log it, so a skip is never silent.
+
+    Each DataLoader worker holds its own copy, so counts are per worker (the log line says which).
+    Logging is throttled to the first 10 skips and then powers of two, to keep a badly broken
+    dataset from flooding the logs while still reporting the running count.
+    """
+
+    def __init__(self, on_error: str = "raise", where: str = "data"):
+        self.on_error = check_policy(on_error)
+        self.where = where
+        self.skipped = 0
+
+    def __call__(self, err: Exception) -> None:
+        if self.on_error == "raise":
+            raise err
+        self.skipped += 1
+        n = self.skipped
+        if n <= 10 or (n & (n - 1)) == 0:
+            log.warning("%s: skipped bad sample #%d (on_error=skip): %s", self.where, n, err)

@@ -1,0 +1,331 @@
+"""Images (class folders or a zip) -> ADM center crop -> VAE posterior moments -> latent layouts.
+
+    python run.py mode=preprocess data=imagenet256_latents preprocess.input=/data/ILSVRC/train
+    python -m dmf.data.preprocess --input /data/ILSVRC/train --out datasets/imagenet256 --resolution 256
+
+Layouts: `npy` (the reference vae-sd/ folder), `wds` (webdataset shards), `both` (npy, then shards
+packed from it without encoding twice). An input that already is a latent folder can be packed into
+shards (layout wds). Work is cut into chunks (a 1,000-file folder or a shard) committed atomically,
+so a run can be killed and re-run at any time: finished chunks are skipped. Several processes (GPUs,
+array jobs) may share the work with `part`/`num_parts`. The last step checks, per class, that images
+in = samples out + skipped, reading the outputs back from disk, before it writes the index file.
+"""
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from dmf.data import layout as L
+from dmf.data.errors import DataError, ErrorPolicy, check_policy
+from dmf.data.images import ImageListing, list_images
+from dmf.data.sources import ImageEncoder, LatentCopier, list_latents
+from dmf.data.vae import IdentityVAE, vae_identity
+from dmf.data.writers import ChunkWriter, NpyFolderWriter, ShardWriter
+
+log = logging.getLogger(__name__)
+LAYOUTS = ("npy", "wds", "both")
+
+
+class ChunkBatches(Sampler):
+    """Batches that never straddle a chunk, cut the same way on every run: a resumed chunk is encoded
+    from exactly the same batches as in an uninterrupted run (bit-identical outputs)."""
+
+    def __init__(self, chunk_lengths: list[int], batch_size: int):
+        self.lengths, self.batch_size = chunk_lengths, batch_size
+
+    def __iter__(self):
+        start = 0
+        for n in self.lengths:
+            for s in range(0, n, self.batch_size):
+                yield list(range(start + s, start + min(s + self.batch_size, n)))
+            start += n
+
+    def __len__(self):
+        return sum(-(-n // self.batch_size) for n in self.lengths)
+
+
+def _is_latent_folder(path) -> bool:
+    try:
+        L.npy_dir(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _diff(old: dict, new: dict, prefix="") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} (on disk) vs {b!r} (this run)")
+    return out
+
+
+def _check_plan(writer: ChunkWriter, plan: dict, final_dir: Path) -> None:
+    """Refuse to mix two datasets in one output folder; never overwrite what this tool did not write."""
+    path = writer.state / "plan.json"
+    if path.is_file():
+        differences = _diff(L.read_json(path), plan)
+        if differences:
+            raise ValueError(f"{writer.out} already holds a different {writer.layout} preprocessing run: "
+                             + "; ".join(differences) + ". Choose another preprocess.out, or delete "
+                             f"{final_dir} and {writer.state} to start over.")
+    elif final_dir.exists() and any(final_dir.iterdir()):
+        raise ValueError(f"{final_dir} exists and was not written by this tool (no {path}); refusing to "
+                         f"overwrite it. Choose another preprocess.out or move it away.")
+
+
+def _run_chunks(source, writer: ChunkWriter, listing: ImageListing, policy: ErrorPolicy, *, batch_size,
+                num_workers, part, num_parts, progress, expected_shape) -> None:
+    writer.clean_tmp()
+    mine = [c for c in range(len(writer.chunks)) if c % num_parts == part]
+    pending = [c for c in mine if not writer.is_done(c)]
+    log.info("%s: %d of %d chunks for this part already done, %d to do", writer.layout,
+             len(mine) - len(pending), len(mine), len(pending))
+    if not pending:
+        return
+    lengths = [len(writer.chunks[c]) for c in pending]
+    loader = DataLoader(source.dataset(np.concatenate([writer.chunks[c] for c in pending])),
+                        batch_sampler=ChunkBatches(lengths, batch_size), num_workers=num_workers,
+                        collate_fn=source.collate, pin_memory=torch.cuda.is_available())
+    shape = tuple(expected_shape) if expected_shape is not None else None
+    k, moments, skipped, seen = 0, {}, [], 0
+    with tqdm(total=sum(lengths), disable=not progress, desc=f"preprocess -> {writer.layout}", unit="img") as bar:
+        for batch in loader:
+            for index, m, err in source.process(batch):
+                if not err and shape is not None and tuple(m.shape) != shape:
+                    err = f"{listing.relpaths[index]}: moments of shape {tuple(m.shape)}, expected {shape}"
+                if err:
+                    policy(DataError(err))  # raises unless on_error=skip
+                    skipped.append({"index": int(index), "file": listing.relpaths[index], "error": err})
+                else:
+                    shape = shape or tuple(m.shape)
+                    moments[int(index)] = m
+                seen += 1
+            bar.update(len(batch[0]))
+            if seen == lengths[k]:  # batches never straddle chunks, so a chunk completes on a batch edge
+                writer.commit(pending[k], moments, skipped)
+                k, moments, skipped, seen = k + 1, {}, [], 0
+    writer.clean_tmp()
+
+
+def _finalize(writer, listing: ImageListing) -> dict | None:
+    """Read every chunk back, check counts per class, write the index file (dataset.json / manifest)."""
+    left = [c for c in range(len(writer.chunks)) if not writer.is_done(c)]
+    if left:
+        log.warning("%s: %d chunk(s) not finished yet (other parts still running?); the index file is written "
+                    "by whichever run finishes last", writer.layout, len(left))
+        return None
+    kept, skipped, shapes = [], [], set()
+    for c, chunk in enumerate(writer.chunks):
+        record = L.read_json(writer.record_path(c))
+        bad = {s["index"] for s in record["skipped"]}
+        good = [int(i) for i in chunk if int(i) not in bad]
+        expected = {writer.key_name(i) for i in good}
+        try:
+            found = writer.found_keys(c)
+        except Exception as err:
+            found, reason = set(), f" ({type(err).__name__}: {err})"
+        else:
+            reason = ""
+        if found != expected:
+            raise RuntimeError(
+                f"{writer.output_path(c)} holds {len(found)} samples where {len(expected)} were written{reason}; "
+                f"delete it and {writer.record_path(c)} and re-run to redo that chunk")
+        kept += good
+        skipped += record["skipped"]
+        if record["shape"] is not None:
+            shapes.add(tuple(record["shape"]))
+    if len(shapes) > 1:
+        raise RuntimeError(f"{writer.out}: chunks hold moments of different shapes {sorted(shapes)}")
+    kept.sort()
+    n_in = listing.class_counts()
+    n_out = listing.class_counts(kept)
+    n_skip = listing.class_counts([s["index"] for s in skipped])
+    if len(kept) + len(skipped) != len(listing) or (n_in != n_out + n_skip).any():
+        wrong = np.flatnonzero(n_in != n_out + n_skip)[:5].tolist()
+        raise RuntimeError(f"count check failed: {len(listing)} images in, {len(kept)} samples out, "
+                           f"{len(skipped)} skipped; classes {wrong} disagree")
+    shape = list(shapes.pop()) if shapes else None
+    writer.finalize(kept, shape)
+    report = {"layout": writer.layout, "images_in": len(listing), "samples_out": len(kept),
+              "skipped": len(skipped), "num_classes": len(listing.classes), "moments_shape": shape,
+              "per_class_in": n_in.tolist(), "per_class_out": n_out.tolist(), "skipped_files": skipped}
+    L.write_json_atomic(writer.state / "report.json", report)
+    log.info("%s: %d images in, %d samples out, %d skipped; per class out: min %d, max %d over %d classes "
+             "(details: %s)", writer.layout, len(listing), len(kept), len(skipped), n_out.min(), n_out.max(),
+             len(n_out), writer.state / "report.json")
+    for s in skipped[:20]:
+        log.warning("skipped %s: %s", s["file"], s["error"])
+    return report
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def _resolve_part(part, num_parts) -> tuple[int, int]:
+    """Explicit part/num_parts, else torchrun's RANK/WORLD_SIZE (one part per GPU process), else 0/1."""
+    if num_parts is None:
+        num_parts = int(os.environ.get("WORLD_SIZE", 1))
+    if part is None:
+        part = int(os.environ.get("RANK", 0)) if num_parts > 1 else 0
+    if not 0 <= int(part) < int(num_parts):
+        raise ValueError(f"preprocess.part={part} must be in [0, num_parts={num_parts})")
+    return int(part), int(num_parts)
+
+
+def preprocess(input, out, resolution: int | None = None, vae=None, *, layout: str = "npy",
+               folder_size: int = 1000, shard_size: int = 1000, batch_size: int = 32, num_workers: int = 4,
+               device: str = "auto", on_error: str = "raise", seed: int = 0, limit: int | None = None,
+               num_classes: int | None = None, latent_shape=None, part: int | None = None,
+               num_parts: int | None = None, progress: bool = True) -> dict:
+    """Run (or resume) preprocessing; returns {layout: report} for the layouts finished by this call."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"preprocess.layout={layout!r}: expected one of {LAYOUTS}")
+    check_policy(on_error)
+    for name, value in (("folder_size", folder_size), ("shard_size", shard_size), ("batch_size", batch_size)):
+        if int(value) < 1:
+            raise ValueError(f"preprocess.{name}={value} must be >= 1")
+    if out is None:
+        raise ValueError("set preprocess.out=<output folder> (data configs default it to data.root)")
+    part, num_parts = _resolve_part(part, num_parts)
+    out = Path(out).expanduser()
+    from_latents = _is_latent_folder(input)
+    if from_latents and layout != "wds":
+        raise ValueError(f"{input} already is a latent folder; it can only be packed into shards (layout=wds)")
+    listing = list_latents(input) if from_latents else list_images(input, limit)
+    if num_classes is not None and len(listing.classes) > int(num_classes):
+        raise ValueError(f"{input} has {len(listing.classes)} classes but data.num_classes={num_classes}")
+    if num_classes is not None and len(listing.classes) < int(num_classes):
+        log.warning("%s has %d classes, data.num_classes=%d: labels are the indices of the classes found, "
+                    "not of the full class list", input, len(listing.classes), num_classes)
+    if from_latents:
+        source_id = {"kind": "latents", "digest": listing.digest(), "num_items": len(listing)}
+    else:
+        if resolution is None or vae is None:
+            raise ValueError("encoding images needs a resolution and a VAE (data.resolution, data.vae)")
+        vae = vae() if callable(vae) and not isinstance(vae, torch.nn.Module) else vae
+        if int(resolution) % vae.downsample:
+            raise ValueError(f"resolution {resolution} is not a multiple of the VAE downsampling {vae.downsample}")
+        side = int(resolution) // vae.downsample
+        made = (2 * (vae.latent_channels or 3), side, side)  # IdentityVAE keeps the 3 RGB channels
+        if latent_shape is not None and tuple(latent_shape) != made:
+            raise ValueError(f"this VAE at resolution {resolution} makes moments of shape {made}, but the data "
+                             f"config expects {tuple(latent_shape)} (2*latent_channels, latent_size, latent_size)")
+        source_id = {"kind": "images", "digest": listing.digest(), "num_items": len(listing),
+                     "resolution": int(resolution), "vae": vae_identity(vae)}
+
+    keys, labels = listing.keys, listing.labels
+    npy_writer = NpyFolderWriter(out, keys, labels, folder_size, part) if layout in ("npy", "both") else None
+    wds_writer = ShardWriter(out, keys, labels, shard_size, seed, part) if layout in ("wds", "both") else None
+    plans = []  # checked together, before any work
+    if npy_writer:
+        plans.append((npy_writer, {"source": source_id, "folder_size": int(folder_size)}, out / L.NPY_DIR))
+    if wds_writer:
+        plans.append((wds_writer, {"source": source_id, "shard_size": int(shard_size), "seed": int(seed)},
+                      out / L.WDS_DIR))
+    for writer, plan, final_dir in plans:
+        _check_plan(writer, plan, final_dir)
+    for writer, plan, _ in plans:
+        L.write_json_atomic(writer.state / "plan.json", plan)
+
+    policy = ErrorPolicy(on_error, where="preprocess")
+    run = dict(batch_size=int(batch_size), num_workers=int(num_workers), part=part, num_parts=num_parts,
+               progress=progress)
+    reports = {}
+    if from_latents:
+        stages = [(LatentCopier(listing), wds_writer, listing)]
+    else:
+        device = _resolve_device(device)
+        vae = vae.to(device).eval() if isinstance(vae, torch.nn.Module) else vae
+        encoder = ImageEncoder(listing, resolution, vae, device)
+        stages = [(encoder, npy_writer or wds_writer, listing)]
+    for source, writer, stage_listing in stages:
+        _run_chunks(source, writer, stage_listing, policy, expected_shape=latent_shape, **run)
+        report = _finalize(writer, stage_listing)
+        if report is not None:
+            reports[writer.layout] = report
+    if layout == "both":
+        if "npy" not in reports:
+            log.warning("wds: the npy layout is not complete yet (other parts?); re-run to pack the shards")
+            return reports
+        # shards reuse the stored moments (no second encoding); images skipped then stay skipped
+        stored = ImageListing(str(out / L.NPY_DIR), [L.npy_relpath(i, folder_size) for i in range(len(listing))],
+                              labels, listing.classes, keys)
+        known_bad = {s["index"]: f"skipped by the npy stage: {s['error']}" for s in reports["npy"]["skipped_files"]}
+        _run_chunks(LatentCopier(stored, known_bad), wds_writer, stored, policy, expected_shape=latent_shape, **run)
+        report = _finalize(wds_writer, stored)
+        if report is not None:
+            reports["wds"] = report
+    return reports
+
+
+def main(cfg) -> dict:
+    """`python run.py mode=preprocess data=<config> preprocess.input=<images>`: the whole composed cfg."""
+    from hydra.utils import instantiate
+
+    p, data = cfg.preprocess, cfg.data
+    if p.get("input") is None:
+        raise ValueError("set preprocess.input=<image folder, zip, or latent folder> (see docs/data.md)")
+    needs_vae = not _is_latent_folder(p.input)
+    vae = instantiate(data.vae) if needs_vae else None
+    shape = None
+    if data.get("latent_channels") is not None and data.get("latent_size") is not None:
+        shape = (2 * int(data.latent_channels), int(data.latent_size), int(data.latent_size))
+    return preprocess(
+        p.input, p.out, int(data.resolution), vae, layout=p.layout, folder_size=p.folder_size,
+        shard_size=p.shard_size, batch_size=p.batch_size, num_workers=p.num_workers, device=p.device,
+        on_error=p.on_error, seed=p.seed, limit=p.limit, num_classes=data.get("num_classes"),
+        latent_shape=shape, part=p.part, num_parts=p.num_parts, progress=p.progress)
+
+
+def cli(argv=None) -> dict:
+    """`python -m dmf.data.preprocess`: the same function without Hydra."""
+    ap = argparse.ArgumentParser(prog="python -m dmf.data.preprocess", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--input", required=True, help="image folder (class subfolders), zip, or latent folder")
+    ap.add_argument("--out", required=True, help="output root: gets vae-sd/ and/or wds/")
+    ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--vae", default="stabilityai/sd-vae-ft-mse", help="hub id or local AutoencoderKL folder; "
+                    "'identity' keeps pixels")
+    ap.add_argument("--layout", choices=LAYOUTS, default="npy")
+    ap.add_argument("--folder-size", type=int, default=1000)
+    ap.add_argument("--shard-size", type=int, default=1000)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--num-workers", type=int, default=4)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--on-error", choices=("raise", "skip"), default="raise")
+    ap.add_argument("--seed", type=int, default=0, help="shard order")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N images (smoke runs)")
+    ap.add_argument("--num-classes", type=int, default=None)
+    ap.add_argument("--part", type=int, default=None)
+    ap.add_argument("--num-parts", type=int, default=None)
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    vae = None
+    if not _is_latent_folder(a.input):
+        from dmf.data.vae import SDVAE
+
+        vae = IdentityVAE() if a.vae == "identity" else SDVAE(a.vae)
+    return preprocess(a.input, a.out, a.resolution, vae, layout=a.layout, folder_size=a.folder_size,
+                      shard_size=a.shard_size, batch_size=a.batch_size, num_workers=a.num_workers,
+                      device=a.device, on_error=a.on_error, seed=a.seed, limit=a.limit,
+                      num_classes=a.num_classes, part=a.part, num_parts=a.num_parts, progress=not a.no_progress)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,96 @@
+"""Where preprocessing gets moments from: images through the VAE, or an existing .npy latent folder."""
+import re
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dmf.data import layout as L
+from dmf.data.images import CroppedImages, ImageListing
+from dmf.data.latent import check_moments, load_npy
+
+
+def list_latents(root) -> ImageListing:
+    """A reference-layout folder as a listing: entries sorted by relpath (as the seed code does); the
+    key of each entry is the number in its file name when every name has one, else its position."""
+    directory = L.npy_dir(root)
+    table = L.read_json(directory / "dataset.json").get("labels")
+    if not table:
+        raise ValueError(f"{directory}/dataset.json holds no labels")
+    table = sorted((str(rel), int(lab)) for rel, lab in table)
+    relpaths = [rel for rel, _ in table]
+    labels = np.array([lab for _, lab in table], dtype=np.int64)
+    numbers = [re.search(r"(\d+)\.npy$", rel) for rel in relpaths]
+    keys = np.array([int(m.group(1)) for m in numbers]) if all(numbers) else np.arange(len(relpaths))
+    if len(set(keys.tolist())) != len(keys):
+        keys = np.arange(len(relpaths))
+    return ImageListing(str(directory), relpaths, labels, [str(i) for i in range(int(labels.max()) + 1)], keys)
+
+
+class _NpyMoments(Dataset):
+    def __init__(self, listing: ImageListing, indices, known_bad: dict):
+        self.listing, self.indices, self.known_bad = listing, np.asarray(indices, dtype=np.int64), known_bad
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        index = int(self.indices[i])
+        if index in self.known_bad:
+            return index, None, self.known_bad[index]
+        path = f"{self.listing.source}/{self.listing.relpaths[index]}"
+        try:
+            return index, torch.from_numpy(check_moments(load_npy(path, path), None, path)), ""
+        except Exception as err:
+            return index, None, str(err)
+
+
+def _collate_list(batch):
+    indices, payload, errors = zip(*batch)
+    return list(indices), list(payload), list(errors)
+
+
+def _collate_images(batch):
+    indices, images, errors = zip(*batch)
+    return list(indices), torch.stack(images), list(errors)
+
+
+class ImageEncoder:
+    """Images -> ADM crop -> [-1, 1] -> VAE posterior moments, batched on `device`."""
+
+    needs_vae = True
+
+    def __init__(self, listing: ImageListing, resolution: int, vae, device: torch.device):
+        self.listing, self.resolution, self.vae, self.device = listing, int(resolution), vae, device
+        self.collate = _collate_images
+
+    def dataset(self, indices) -> Dataset:
+        return CroppedImages(self.listing, self.resolution, indices)
+
+    def process(self, batch) -> list[tuple[int, np.ndarray | None, str]]:
+        indices, images, errors = batch
+        ok = [k for k, e in enumerate(errors) if not e]
+        out = [(i, None, e) for i, e in zip(indices, errors)]
+        if ok:
+            x = images[ok].to(self.device, non_blocking=True).float() / 127.5 - 1.0
+            moments = self.vae.encode_moments(x).cpu().numpy()
+            for k, m in zip(ok, moments):
+                out[k] = (indices[k], m, "")
+        return out
+
+
+class LatentCopier:
+    """Moments read from an existing .npy layout (re-packing into shards needs no VAE)."""
+
+    needs_vae = False
+
+    def __init__(self, listing: ImageListing, known_bad: dict | None = None):
+        self.listing, self.known_bad = listing, known_bad or {}
+        self.collate = _collate_list
+
+    def dataset(self, indices) -> Dataset:
+        return _NpyMoments(self.listing, indices, self.known_bad)
+
+    def process(self, batch):
+        indices, payload, errors = batch
+        return [(i, None if p is None else p.numpy(), e) for i, p, e in zip(indices, payload, errors)]

@@ -1,0 +1,46 @@
+"""Building what evaluation needs from the composed config: network with weights, decoder, samplers, scorer."""
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from dmf.models import SIT_TO_DMFT, load_weights
+from dmf.models.hub import resolve_path
+
+
+def build_network(cfg: DictConfig, required: bool = True) -> torch.nn.Module:
+    """cfg.model with the EMA weights of cfg.ckpt (strict names; REPA projectors, unused when sampling, are
+    dropped and a missing log-variance head keeps its initialisation)."""
+    if not cfg.get("ckpt"):
+        if required:
+            raise ValueError("this mode needs weights: pass ckpt=<path to .ckpt/.pt> or ckpt=hf://<owner>/<repo>/<file>")
+        return instantiate(cfg.model).eval()
+    path = resolve_path(cfg.ckpt)  # before building: a missing file fails fast
+    net = instantiate(cfg.model)
+    load_weights(net, path, prefer="ema", **SIT_TO_DMFT)
+    return net.eval().requires_grad_(False)
+
+
+def build_vae(cfg: DictConfig):
+    vae = instantiate(cfg.data.vae)
+    if isinstance(vae, torch.nn.Module):
+        vae.eval().requires_grad_(False)
+    return vae
+
+
+def build_sampler(cfg: DictConfig, steps: int):
+    return instantiate(cfg.sampler, steps=int(steps))
+
+
+def model_shape(cfg: DictConfig) -> tuple[int, int, int]:
+    d = cfg.data
+    return int(d.latent_channels), int(d.latent_size), int(d.latent_size)
+
+
+def container(node) -> object:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def out_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.eval.out_dir).expanduser()

@@ -1,0 +1,97 @@
+"""Processes for standalone evaluation: rank/world size from torchrun or SLURM, gloo on CPU and nccl on GPU;
+plus the few collectives the generation loop uses (they are no-ops in a single process)."""
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # we initialised the process group, so we tear it down
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _env_ranks() -> tuple[int, int, int] | None:
+    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:  # torchrun / torch.distributed.launch
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:  # srun -n N python run.py
+        from lightning.fabric.plugins.environments import SLURMEnvironment
+
+        env = SLURMEnvironment()
+        os.environ.setdefault("MASTER_ADDR", env.main_address)
+        os.environ.setdefault("MASTER_PORT", str(env.main_port))
+        return env.global_rank(), env.world_size(), env.local_rank()
+    return None
+
+
+def init_distributed(device: str | None = None) -> DistInfo:
+    """Join (or start) the process group described by the environment; a single process needs nothing."""
+    if dist.is_available() and dist.is_initialized():  # e.g. inside Lightning
+        rank, world = dist.get_rank(), dist.get_world_size()
+        local = int(os.environ.get("LOCAL_RANK", rank % max(torch.cuda.device_count(), 1)))
+        return DistInfo(rank, world, local, _device(device, local), False)
+    ranks = _env_ranks()
+    if ranks is None or ranks[1] == 1:
+        return DistInfo(device=_device(device, 0))
+    rank, world, local = ranks
+    dev = _device(device, local)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29500")
+    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world)
+    return DistInfo(rank, world, local, dev, True)
+
+
+def _device(device: str | None, local_rank: int) -> torch.device:
+    if device and device != "auto":
+        return torch.device(device)
+    return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def current() -> DistInfo:
+    """This process's place in an already running process group (rank 0 of 1 without one)."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size())
+    return DistInfo()
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def barrier():
+    if active():
+        dist.barrier()
+
+
+def broadcast_object(obj, src: int = 0):
+    """rank `src`'s value on every rank."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_gather_object(obj) -> list:
+    if not active():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def shutdown(info: DistInfo):
+    if info.owns_group and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

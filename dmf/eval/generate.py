@@ -1,0 +1,135 @@
+"""Generation at scale: N images, image i from (seed, i) only, split over processes in fixed chunks, decoded,
+quantised to uint8 and fed to the feature extractors on the fly (no PNG round trip); optional writers export
+PNG/npz. Resumable when given a work directory (see dmf.eval.partial)."""
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dmf.eval import dist as edist
+from dmf.eval.images import to_uint8
+from dmf.eval.partial import PartialRun
+from dmf.eval.seeding import index_inputs
+
+
+@dataclass
+class Plan:
+    num_samples: int
+    seed: int
+    shape: tuple  # (C, H, W) in model space
+    num_classes: int
+    batch_size: int = 64
+    chunk_size: int = 1000
+    labels: str = "random"
+    quantize: str = "floor"
+
+    def __post_init__(self):
+        for key in ("num_samples", "batch_size", "chunk_size"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"eval.{key}={getattr(self, key)} must be >= 1")
+        self.shape = tuple(int(s) for s in self.shape)
+
+    @property
+    def num_chunks(self) -> int:
+        return math.ceil(self.num_samples / self.chunk_size)
+
+    def chunk(self, c: int) -> torch.Tensor:
+        return torch.arange(c * self.chunk_size, min((c + 1) * self.chunk_size, self.num_samples))
+
+
+class Renderer:
+    """indices -> (uint8 RGB images, labels) on `device`: noise and labels from (seed, i), sampler, decode."""
+
+    def __init__(self, net, sampler, vae, device, autocast_dtype: torch.dtype | None = None):
+        self.net, self.sampler, self.vae, self.device = net, sampler, vae, torch.device(device)
+        self.autocast_dtype = autocast_dtype
+
+    @torch.no_grad()
+    def __call__(self, plan: Plan, indices: torch.Tensor):
+        stochastic = getattr(self.sampler, "stochastic", False)
+        noise, y, step_noise = index_inputs(plan.seed, indices, plan.shape, plan.num_classes, plan.labels,
+                                            step_noises=self.sampler.steps if stochastic else 0)
+        noise, y = noise.to(self.device), y.to(self.device)
+        kwargs = {"step_noise": step_noise.to(self.device)} if stochastic else {}
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            x0 = self.sampler(self.net, noise, y, **kwargs)
+        images = self.vae.decode(x0.float())  # decode in fp32, as the reference pipeline does
+        return to_uint8(images, plan.quantize), y
+
+
+def _log(msg: str):
+    print(f"[dmf eval] {msg}", flush=True)
+
+
+@dataclass
+class Outcome:
+    states: dict | None  # merged metric states: on the main rank (every rank in memory mode), else None
+    images_per_s: float  # over all processes, this attempt
+    seconds: float
+
+
+def run(plan: Plan, render, scorer=None, info: edist.DistInfo | None = None, work_dir: str | Path | None = None,
+        fingerprint: dict | None = None, writers=(), checkpoint_every_s: float = 300.0, label: str = "",
+        log=_log) -> Outcome:
+    """Generate plan.num_samples images and merge the metric states. With work_dir, progress is saved there and
+    the run resumes; without (the training callbacks), states are gathered in memory onto every rank."""
+    info = info or edist.current()
+    scorer_new = scorer.new_states if scorer is not None else dict
+    states = scorer_new()
+    partial = PartialRun(Path(work_dir) / "partial", fingerprint or {}) if work_dir is not None else None
+    done, attempt = set(), 0
+    if partial is not None:
+        partial.check()  # every rank reads the same files before anyone writes
+        done, attempt = partial.done_chunks(), partial.next_attempt()
+        edist.barrier()
+        if info.is_main:
+            partial.write_spec()
+            if done:
+                log(f"{label}: resuming, {len(done)} of {plan.num_chunks} chunks already done")
+    todo = [c for c in range(plan.num_chunks) if c not in done]
+    mine = todo[info.rank::info.world_size]
+    my_done, n_images = [], 0
+    t0 = last_save = last_log = time.time()
+    for c in mine:
+        for idx in plan.chunk(c).split(plan.batch_size):
+            images, y = render(plan, idx)
+            if scorer is not None:
+                scorer.update(states, images, y, idx.to(images.device))
+            if writers:
+                cpu_images, cpu_y = images.cpu(), y.cpu()
+                for w in writers:
+                    w.write(idx, cpu_images, cpu_y)
+            n_images += len(idx)
+        for w in writers:
+            w.end_chunk(c)
+        my_done.append(c)
+        now = time.time()
+        if partial is not None and now - last_save > checkpoint_every_s:
+            partial.save(attempt, info.rank, my_done, scorer.states_to_dict(states) if scorer else {})
+            last_save = now
+        if info.is_main and now - last_log > 30:
+            log(f"{label}: rank 0 at {len(my_done)}/{len(mine)} chunks, {n_images / (now - t0):.1f} img/s per process")
+            last_log = now
+    elapsed = time.time() - t0
+    rate = sum(edist.all_gather_object(n_images / elapsed if elapsed > 0 else 0.0))
+    if partial is None:  # in memory: every rank gets everything
+        gathered = edist.all_gather_object(scorer.states_to_dict(states) if scorer else {})
+        merged = scorer_new()
+        for d in gathered if scorer is not None else ():
+            scorer.merge(merged, scorer.states_from_dict(d))
+        return Outcome(merged, rate, elapsed)
+    if my_done:
+        partial.save(attempt, info.rank, my_done, scorer.states_to_dict(states) if scorer else {})
+    edist.barrier()
+    if not info.is_main:
+        return Outcome(None, rate, elapsed)
+    _, saved = partial.merged(plan.num_chunks)
+    for w in writers:
+        w.finalize(plan)
+    merged = scorer_new()
+    for d in saved if scorer is not None else ():
+        scorer.merge(merged, scorer.states_from_dict(d))
+    log(f"{label}: {plan.num_samples} images done, {rate:.1f} img/s over {info.world_size} process(es) this attempt")
+    return Outcome(merged, rate, elapsed)

@@ -1,0 +1,79 @@
+"""Reference statistics files.
+
+- EDM2-style pickle (what the DMF authors publish as imgnet256.pkl / imgnet512.pkl):
+  {"fid": {"mu", "sigma"}, "fd_dinov2": {"mu", "sigma"}, ...}; we may add {"pr": {"features"}}.
+- ADM / EDM `.npz` with `mu` and `sigma` (Inception pool statistics): read as {"fid": {"mu", "sigma"}}.
+Pickles are read with an allow-list unpickler (numpy arrays, dicts, scalars): a downloaded file cannot run code.
+"""
+import io
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from dmf.models.hub import resolve_path
+
+_ALLOWED = {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"), ("collections", "OrderedDict"), ("builtins", "dict"),
+    ("builtins", "list"), ("builtins", "tuple"), ("builtins", "float"), ("builtins", "int"),
+}
+_DICT_LIKE = {("dnnlib.util", "EasyDict"), ("dnnlib", "EasyDict")}  # EDM/EDM2 tooling may pickle these
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        if (module, name) in _DICT_LIKE:
+            return dict
+        if module.startswith("numpy") and name.endswith("DType"):  # numpy >= 1.25 dtype classes
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"reference statistics may hold only numpy arrays and dicts, found {module}.{name}")
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    return obj
+
+
+def load_reference(uri: str) -> dict:
+    """{metric: {...}} from a .pkl or .npz given as a local path or hf:// URI."""
+    path = resolve_path(uri)
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path) as z:
+                if "mu" not in z or "sigma" not in z:
+                    raise ValueError(f"{path} has {sorted(z.files)}, expected 'mu' and 'sigma' (ADM/EDM .npz statistics)")
+                return {"fid": {"mu": z["mu"].astype(np.float64), "sigma": z["sigma"].astype(np.float64)}}
+        with open(path, "rb") as f:
+            ref = _plain(_SafeUnpickler(io.BufferedReader(f)).load())
+    except (pickle.UnpicklingError, EOFError, OSError) as err:
+        raise ValueError(f"{uri} is not a reference-statistics file (.pkl dict or .npz with mu/sigma): {err}") from err
+    if not isinstance(ref, dict) or not all(isinstance(v, dict) for v in ref.values()):
+        raise ValueError(f"{uri}: expected a dict {{metric: {{mu, sigma}}}}, got {type(ref).__name__}")
+    return ref
+
+
+def save_reference(ref: dict, path: str | Path, overwrite: bool = False) -> Path:
+    """Write `ref` as .pkl (all entries) or .npz (the `fid` entry only); never replaces a file unless asked."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass eval.overwrite=true to replace it or choose another eval.ref_out")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix.lower() == ".npz":
+        if set(ref) != {"fid"}:
+            raise ValueError(f".npz holds only Inception statistics ('fid'); these have {sorted(ref)}: "
+                             f"write a .pkl, or keep only fid in eval.metrics")
+        with open(tmp, "wb") as f:
+            np.savez(f, mu=np.asarray(ref["fid"]["mu"], np.float64), sigma=np.asarray(ref["fid"]["sigma"], np.float64))
+    elif path.suffix.lower() == ".pkl":
+        with open(tmp, "wb") as f:
+            pickle.dump({k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in ref.items()}, f)
+    else:
+        raise ValueError(f"{path}: reference statistics are written as .pkl or .npz")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,33 @@
+"""Early checks of the `eval` group: one clear error before models load or images are generated."""
+from omegaconf import DictConfig
+
+from dmf.eval.images import QUANTIZE
+from dmf.eval.paper import PAPER_FID
+
+
+def validate_eval(cfg: DictConfig) -> None:
+    ec = cfg.get("eval")
+    if ec is None:
+        raise ValueError("the config has no `eval` group: add `- eval: default` to conf/config.yaml's defaults")
+    for key in ("num_samples", "batch_size", "chunk_size"):
+        v = ec.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"eval.{key}={v!r} must be a positive integer")
+    steps = ec.get("steps")
+    if steps is not None:
+        bad = [s for s in steps if isinstance(s, bool) or not isinstance(s, int) or s < 1]
+        if bad or not len(steps):
+            raise ValueError(f"eval.steps={list(steps)} must be a non-empty list of positive integers, e.g. [1,2,4]")
+    if ec.quantize not in QUANTIZE:
+        raise ValueError(f"eval.quantize={ec.quantize!r} must be one of {QUANTIZE}")
+    if ec.labels not in ("random", "balanced"):
+        raise ValueError(f"eval.labels={ec.labels!r} must be 'random' or 'balanced'")
+    if ec.precision not in ("fp32", "tf32", "bf16", "fp16"):
+        raise ValueError(f"eval.precision={ec.precision!r} must be fp32, tf32, bf16 or fp16")
+    if ec.paper is not None and ec.paper not in PAPER_FID:
+        raise ValueError(f"eval.paper={ec.paper!r} must be one of {sorted(PAPER_FID)} or null")
+    if ec.ref_space not in ("image", "latent"):
+        raise ValueError(f"eval.ref_space={ec.ref_space!r} must be 'image' or 'latent'")
+    unknown = [m for m in (ec.metrics or []) if m not in ec.metric_defs]
+    if unknown:
+        raise ValueError(f"eval.metrics has unknown {unknown}; defined: {sorted(ec.metric_defs)}")

@@ -1,0 +1,65 @@
+"""Registry of attention kernels.
+
+A backend computes softmax(q k^T / sqrt(d)) v for q, k, v of shape (B, H, L, D). Backends declare
+whether they support forward-mode AD (the DMF JVP needs it); `auto` picks, per call, the first
+registered backend that is available on the device and supports what the call needs. Fused kernels
+(dmf/kernels) register themselves here; models never change.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+@dataclass(frozen=True)
+class AttentionBackend:
+    name: str
+    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    supports_jvp: bool
+    is_available: Callable[[torch.device], bool]
+    priority: int  # higher is tried first by `auto`
+
+
+_BACKENDS: dict[str, AttentionBackend] = {}
+
+
+def register_backend(backend: AttentionBackend) -> None:
+    _BACKENDS[backend.name] = backend
+
+
+def get_backend(name: str) -> AttentionBackend:
+    if name not in _BACKENDS:
+        raise ValueError(
+            f"unknown attention backend {name!r}; choose one of {sorted(_BACKENDS) + ['auto']} "
+            f"(attention.backend=...)"
+        )
+    return _BACKENDS[name]
+
+
+def available_backends(device: torch.device) -> list[str]:
+    return [b.name for b in sorted(_BACKENDS.values(), key=lambda b: -b.priority) if b.is_available(device)]
+
+
+def carries_tangent(t: torch.Tensor) -> bool:
+    """True inside torch.func.jvp (functorch-wrapped) or for a forward-AD dual tensor."""
+    if torch._C._functorch.is_functorch_wrapped_tensor(t):
+        return True
+    return torch.autograd.forward_ad.unpack_dual(t).tangent is not None
+
+
+def resolve(name: str, q: torch.Tensor) -> AttentionBackend:
+    """The backend to run for this call: `name` itself, or for `auto` the fastest one that fits."""
+    needs_jvp = carries_tangent(q)
+    if name != "auto":
+        backend = get_backend(name)
+        if needs_jvp and not backend.supports_jvp:
+            raise RuntimeError(
+                f"attention backend {name!r} has no forward-mode AD, but this call carries tangents (DMF JVP); "
+                f"use attention.backend=auto or a JVP-capable backend "
+                f"({[b.name for b in _BACKENDS.values() if b.supports_jvp]})"
+            )
+        return backend
+    for backend in sorted(_BACKENDS.values(), key=lambda b: -b.priority):
+        if (backend.supports_jvp or not needs_jvp) and backend.is_available(q.device):
+            return backend
+    raise RuntimeError("no attention backend available")  # unreachable: `math` runs everywhere

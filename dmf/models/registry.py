@@ -1,0 +1,62 @@
+"""Model names such as `DMFT-XL/2` or `SiT-B/4` -> constructed networks."""
+from dmf.models.dmft import DMFT
+from dmf.models.sit import SiT
+
+# (depth, hidden_size, num_heads); T is the tiny size of the embedded digits task.
+SIZES = {
+    "T": (6, 128, 4),
+    "S": (12, 384, 6),
+    "B": (12, 768, 12),
+    "M": (16, 1024, 16),
+    "L": (24, 1024, 16),
+    "XL": (28, 1152, 16),
+}
+FAMILIES = {"DMFT": DMFT, "SiT": SiT}
+PATCHES = (1, 2, 4, 8)
+
+
+def parse_name(name: str) -> tuple[str, str, int]:
+    """'DMFT-XL/2' -> ('DMFT', 'XL', 2), with one clear error for anything else."""
+    try:
+        family, rest = name.split("-", 1)
+        size, patch = rest.split("/")
+        patch = int(patch)
+    except ValueError:
+        family = size = patch = None
+    if family not in FAMILIES or size not in SIZES or patch not in PATCHES:
+        raise ValueError(
+            f"model.name={name!r} is not <family>-<size>/<patch> with family in {sorted(FAMILIES)}, "
+            f"size in {list(SIZES)}, patch in {list(PATCHES)} (e.g. DMFT-XL/2)"
+        )
+    return family, size, patch
+
+
+def build_model(
+    name: str,
+    input_size: int,
+    in_channels: int,
+    num_classes: int,
+    dmf_depth: int | None = None,
+    qk_norm: bool = False,
+    attention: str = "auto",
+    mlp_ratio: float = 4.0,
+    depth: int | None = None,
+    hidden_size: int | None = None,
+    num_heads: int | None = None,
+    repa_depth: int = 8,
+    z_dims: tuple[int, ...] | list[int] = (),
+    projector_dim: int = 2048,
+):
+    """Build a DMFT or SiT; depth/hidden_size/num_heads default to the named size."""
+    family, size, patch = parse_name(name)
+    d, h, nh = SIZES[size]
+    common = dict(
+        input_size=input_size, patch_size=patch, in_channels=in_channels, hidden_size=hidden_size or h,
+        depth=depth or d, num_heads=num_heads or nh, mlp_ratio=mlp_ratio, num_classes=num_classes,
+        qk_norm=qk_norm, attention=attention,
+    )
+    if family == "DMFT":
+        if dmf_depth is None:
+            raise ValueError("model.dmf_depth is required for DMFT (the paper uses 20 of 28 blocks for XL)")
+        return DMFT(dmf_depth=dmf_depth, **common)
+    return SiT(repa_depth=repa_depth, z_dims=tuple(z_dims), projector_dim=projector_dim, **common)

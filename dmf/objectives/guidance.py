@@ -1,0 +1,79 @@
+"""Guidance of the training target v_tgt (none | mg | distill). Samplers have their own CFG (dmf/sampling)."""
+import torch
+from torch import nn
+
+from dmf.objectives.paths import _bcast
+
+
+def in_interval(t: torch.Tensor, g_min: float, g_max: float) -> torch.Tensor:
+    return (t >= g_min) & (t <= g_max)
+
+
+class NoGuidance:
+    def __call__(self, net, x_t, t, y, dropped, v):
+        return v
+
+    def to(self, device):
+        return self
+
+
+class ModelGuidance:
+    """v_tgt = v + omega (net(x_t, t, t, y) - net(x_t, t, t, null)) where g_min <= t <= g_max and the label
+    was kept; else v. The network guides its own target, evaluated without gradients."""
+
+    def __init__(self, omega: float, g_min: float = 0.0, g_max: float = 1.0):
+        self.omega, self.g_min, self.g_max = omega, g_min, g_max
+
+    def __call__(self, net, x_t, t, y, dropped, v):
+        active = in_interval(t, self.g_min, self.g_max) & ~dropped
+        if self.omega == 0 or not bool(active.any()):
+            return v
+        with torch.no_grad():
+            n = x_t.shape[0]
+            both = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([t, t]),
+                       torch.cat([y, torch.full_like(y, net.num_classes)]))
+            cond, uncond = both[:n], both[n:]
+        return torch.where(_bcast(active, v), v + self.omega * (cond - uncond).to(v.dtype), v)
+
+    def to(self, device):
+        return self
+
+
+class DistillGuidance:
+    """A frozen flow-model teacher: inside [g_min, g_max] v_T(null) + omega (v_T(y) - v_T(null)), else v_T(y)."""
+
+    def __init__(self, teacher: nn.Module, omega: float, g_min: float = 0.0, g_max: float = 1.0):
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.omega, self.g_min, self.g_max = omega, g_min, g_max
+
+    def __call__(self, net, x_t, t, y, dropped, v):
+        with torch.no_grad():
+            n = x_t.shape[0]
+            both = self.teacher(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([t, t]),
+                                torch.cat([y, torch.full_like(y, self.teacher.num_classes)]))
+            cond, uncond = both[:n].to(v.dtype), both[n:].to(v.dtype)
+        guided = uncond + self.omega * (cond - uncond)
+        return torch.where(_bcast(in_interval(t, self.g_min, self.g_max), v), guided, cond)
+
+    def to(self, device):
+        self.teacher.to(device)
+        return self
+
+
+def build_guidance(type: str, omega: float = 0.0, g_min: float = 0.0, g_max: float = 1.0, teacher=None):
+    """From the `guidance` config group; `teacher` = {model: <built SiT>, ckpt: path or hf:// URI}."""
+    if not 0.0 <= g_min <= g_max <= 1.0:
+        raise ValueError(f"guidance needs 0 <= g_min <= g_max <= 1, got g_min={g_min}, g_max={g_max}")
+    if type == "none":
+        return NoGuidance()
+    if type == "mg":
+        return ModelGuidance(omega, g_min, g_max)
+    if type == "distill":
+        if not teacher or teacher.get("ckpt") in (None, "???"):
+            raise ValueError("guidance.type=distill needs guidance.teacher.ckpt=<SiT checkpoint path or hf:// URI>")
+        from dmf.models import load_weights
+        from dmf.models.hub import resolve_path
+
+        load_weights(teacher["model"], resolve_path(teacher["ckpt"]), drop_prefixes=("projectors.",))
+        return DistillGuidance(teacher["model"], omega, g_min, g_max)
+    raise ValueError(f"guidance.type={type!r} is not one of none | mg | distill")

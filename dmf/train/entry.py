@@ -1,0 +1,59 @@
+"""mode=train: build everything from the composed config and fit."""
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from dmf.models import DMFT, SIT_TO_DMFT, load_weights
+from dmf.models.hub import resolve_path
+from dmf.train.module import TrainModule
+
+
+def build_network(cfg: DictConfig) -> torch.nn.Module:
+    """The model of `cfg.model`, initialised from `cfg.ckpt` when given (SiT weights into a DMFT allowed)."""
+    net = instantiate(cfg.model)
+    if cfg.get("ckpt"):
+        policy = SIT_TO_DMFT if isinstance(net, DMFT) else {"drop_prefixes": (), "init_prefixes": ()}
+        report = load_weights(net, resolve_path(cfg.ckpt), **policy)
+        if report["dropped"] or report["initialised"]:
+            print(f"[dmf] loaded {cfg.ckpt}: dropped {len(report['dropped'])} keys "
+                  f"({', '.join(sorted({k.split('.')[0] for k in report['dropped']}))}), "
+                  f"kept initialisation of {report['initialised']}")
+    return net
+
+
+def build_objective(cfg: DictConfig):
+    return instantiate(cfg.objective, time=instantiate(cfg.time), guidance=instantiate(cfg.guidance))
+
+
+def trainer_kwargs(cfg: DictConfig) -> dict:
+    kw = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if kw.get("precision") == "auto":
+        kw["precision"] = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+    return kw
+
+
+def resume_path(cfg: DictConfig) -> str | None:
+    """`resume`: auto = the run dir's last.ckpt if it exists; otherwise a path or null."""
+    if cfg.resume == "auto":
+        last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
+        return str(last) if last.exists() else None
+    if cfg.resume and not Path(cfg.resume).exists():
+        raise FileNotFoundError(f"resume={cfg.resume} does not exist (use resume=auto or a .ckpt path)")
+    return cfg.resume or None
+
+
+def train(cfg: DictConfig) -> TrainModule:
+    L.seed_everything(cfg.seed, workers=True)
+    run_dir = Path(cfg.run_dir)
+    module = TrainModule(build_network(cfg), build_objective(cfg), optim=cfg.optim, ema=cfg.ema)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    trainer = L.Trainer(**trainer_kwargs(cfg), logger=instantiate(cfg.logger), callbacks=callbacks,
+                        default_root_dir=str(run_dir))
+    trainer.fit(module, datamodule=instantiate(cfg.data.datamodule), ckpt_path=resume_path(cfg))
+    if not cfg.trainer.fast_dev_run:
+        # Lightning saves `last` only on its own schedule; the final state must always be on disk.
+        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    return module

@@ -1,0 +1,45 @@
+"""Shared test utilities: tiny models, config composition, compat loading."""
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from dmf.config import register_resolvers
+from dmf.models import build_model
+
+CONF = Path(__file__).parents[1] / "conf"
+COMPAT = Path(__file__).parent / "fixtures" / "compat"
+
+
+def load_compat(name: str) -> dict:
+    return torch.load(COMPAT / name, weights_only=False)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def reference_kwargs(config: dict) -> dict:
+    """Our constructor arguments from a compat file's reference-constructor config."""
+    keys = ("input_size", "patch_size", "in_channels", "hidden_size", "depth", "num_heads", "mlp_ratio", "num_classes")
+    kwargs = {k: config[k] for k in keys}
+    kwargs["qk_norm"] = config.get("qk_norm", False)
+    return kwargs
+
+
+def tiny_dmft(**overrides) -> torch.nn.Module:
+    kw = dict(input_size=8, in_channels=1, num_classes=10, dmf_depth=2, depth=3, hidden_size=32, num_heads=2)
+    kw.update(overrides)
+    return build_model("DMFT-T/2", **kw)
+
+
+def tiny_sit(**overrides) -> torch.nn.Module:
+    kw = dict(input_size=8, in_channels=1, num_classes=10, depth=3, hidden_size=32, num_heads=2)
+    kw.update(overrides)
+    return build_model("SiT-T/2", **kw)
+
+
+def compose_config(overrides: list[str]):
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)

@@ -1,0 +1,53 @@
+import pytest
+import torch
+from torch.func import jvp
+
+from dmf.models.attention import available_backends, get_backend, set_attention_backend
+from dmf.models.attention.registry import resolve
+from tests.helpers import tiny_dmft
+
+
+def test_dmft_jvp_matches_central_finite_differences():
+    torch.manual_seed(0)
+    net = tiny_dmft(qk_norm=True).double()
+    for p in net.parameters():  # the DiT init zeroes the output layers; randomise so the test can fail
+        torch.nn.init.normal_(p, std=0.2)
+    x, v = torch.randn(3, 1, 8, 8, dtype=torch.float64), torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    t, r, y = torch.tensor([0.9, 0.5, 0.3], dtype=torch.float64), torch.tensor([0.2, 0.5, 0.0], dtype=torch.float64), torch.tensor([1, 2, 10])
+    _, du_dt = jvp(lambda x_, t_, r_: net(x_, t_, r_, y), (x, t, r), (v, torch.ones_like(t), torch.zeros_like(r)))
+    eps = 1e-6
+    fd = (net(x + eps * v, t + eps, r, y) - net(x - eps * v, t - eps, r, y)) / (2 * eps)
+    assert du_dt.abs().max() > 1e-3
+    assert torch.allclose(du_dt, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_math_and_sdpa_backends_agree():
+    q, k, v = (torch.randn(2, 3, 5, 8) for _ in range(3))
+    assert torch.allclose(get_backend("math").fn(q, k, v), get_backend("sdpa").fn(q, k, v), atol=1e-5)
+
+
+def test_auto_uses_sdpa_without_tangents_and_a_jvp_capable_backend_with_them():
+    q = torch.randn(1, 1, 4, 8)
+    assert resolve("auto", q).name == "sdpa"
+    picked = []
+    jvp(lambda a: picked.append(resolve("auto", a).name) or a, (q,), (q,))
+    assert picked == ["math"]
+    assert get_backend(picked[0]).supports_jvp
+
+
+def test_explicit_backend_without_forward_ad_fails_clearly_under_jvp():
+    net = tiny_dmft()
+    set_attention_backend(net, "sdpa")
+    x, t = torch.randn(2, 1, 8, 8), torch.rand(2)
+    with pytest.raises(RuntimeError, match="no forward-mode AD.*attention.backend=auto"):
+        jvp(lambda x_: net(x_, t, t, torch.tensor([0, 1])), (x,), (x,))
+
+
+def test_unknown_backend_is_rejected_at_build_time():
+    with pytest.raises(ValueError, match="unknown attention backend 'flsh'"):
+        tiny_dmft(attention="flsh")
+
+
+def test_flash_backend_is_not_offered_on_cpu():
+    assert "flash" not in available_backends(torch.device("cpu"))
+    assert available_backends(torch.device("cpu"))[:2] == ["sdpa", "math"]

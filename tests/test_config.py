@@ -1,0 +1,69 @@
+"""Every experiment composes and builds; bad configs fail early with one clear message."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from dmf.config import ConfigError, validate
+from tests.helpers import CONF, compose_config
+
+ROOT = Path(__file__).parents[1]
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def test_the_paper_experiments_exist():
+    assert {"digits", "digits_flow", "digits_dmf", "dmf_xl_256", "dmf_xl_512", "sit_xl_256_repa",
+            "sit_xl_512_repa"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes_validates_and_builds_its_model(experiment, tmp_path):
+    cfg = compose_config([f"experiment={experiment}", f"run_dir={tmp_path}"])
+    validate(cfg)
+    with torch.device("meta"):
+        net = instantiate(cfg.model)
+    assert net.input_size == cfg.data.latent_size and net.num_classes == cfg.data.num_classes
+    instantiate(cfg.sampler)
+
+
+def test_paper_settings_reach_the_built_objects(tmp_path):
+    cfg = compose_config(["experiment=dmf_xl_512", f"run_dir={tmp_path}"])
+    with torch.device("meta"):
+        net = instantiate(cfg.model)
+    assert type(net).__name__ == "DMFT" and net.depth == 28 and net.dmf_depth == 20
+    assert net.pos_embed.shape == (1, 1024, 1152) and hasattr(net.blocks[0].attn.q_norm, "scale")
+    assert cfg.guidance.g_max == 0.8 and instantiate(cfg.sampler).shift == 1.5
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.dmf_depth=28", "model.dmf_depth=28 must satisfy 0 < dmf_depth < depth=28"),
+    ("data.resolution=260", "data.resolution=260 is not divisible by 16"),
+    ("guidance.omega=strong", "guidance.omega='strong' must be a number"),
+    ("sampler.steps=0", r"sampler.steps=0 must lie in \[1, None\]"),
+    ("model.name=DMFT-XXL/2", "model.name='DMFT-XXL/2' is not <family>-<size>/<patch>"),
+    ("objective=fm", "objective=fm trains a flow model .* set guidance=none"),
+])
+def test_bad_configs_fail_with_one_clear_message(override, message, tmp_path):
+    cfg = compose_config(["experiment=dmf_xl_256", f"run_dir={tmp_path}", override])
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_prints_the_composed_config():
+    out = run_cli("experiment=dmf_xl_256", "--cfg", "job")
+    assert out.returncode == 0, out.stderr
+    assert "name: DMFT-XL/2" in out.stdout and "dmf_depth: 20" in out.stdout and "omega: 0.6" in out.stdout
+
+
+def test_cli_rejects_unknown_keys_and_bad_values_before_work():
+    typo = run_cli("experiment=dmf_xl_256", "guidance.omegaa=0.4", "--cfg", "job")
+    assert typo.returncode != 0 and "Key 'omegaa' is not in struct" in typo.stderr
+    bad = run_cli("experiment=digits_dmf", "model.dmf_depth=9", "hydra.run.dir=/tmp/dmf-cli-bad")
+    assert bad.returncode != 0 and "model.dmf_depth=9 must satisfy 0 < dmf_depth < depth=6" in bad.stderr

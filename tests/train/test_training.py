@@ -1,0 +1,71 @@
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from dmf.train.ema import ema_decay, make_ema, update_ema
+from dmf.train.entry import train
+from tests.helpers import compose_config, tiny_dmft
+
+TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "data.datamodule.batch_size=16",
+        "callbacks.progress.refresh_rate=0"]
+
+
+def run_train(tmp_path: Path, experiment: str, extra: list[str]):
+    cfg = compose_config([f"experiment={experiment}", f"run_dir={tmp_path}", *TINY, *extra])
+    return train(cfg)
+
+
+def test_flow_matching_fast_dev_run(tmp_path):
+    module = run_train(tmp_path, "digits_flow", ["trainer.fast_dev_run=true"])
+    assert module.trainer.global_step == 1
+    assert type(module.net).__name__ == "SiT"
+
+
+def test_dmf_fast_dev_run_with_model_guidance(tmp_path):
+    module = run_train(tmp_path, "digits_dmf", ["trainer.fast_dev_run=true", "model.dmf_depth=1", "guidance.omega=0.6"])
+    assert module.trainer.global_step == 1
+    assert type(module.net).__name__ == "DMFT"
+
+
+def test_resume_continues_the_step_count_and_logs_per_term_losses(tmp_path):
+    extra = ["model.dmf_depth=1", "trainer.log_every_n_steps=1"]
+    run_train(tmp_path, "digits_dmf", [*extra, "trainer.max_steps=3"])
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    first = torch.load(last, weights_only=False)
+    assert first["global_step"] == 3
+    module = run_train(tmp_path, "digits_dmf", [*extra, "trainer.max_steps=5"])  # resume=auto finds last.ckpt
+    assert module.trainer.global_step == 5
+    def logged_steps(version):
+        rows = list(csv.DictReader(open(tmp_path / "logs" / f"version_{version}" / "metrics.csv")))
+        assert {"train/loss_fm", "train/loss_mf", "train/mse_fm", "train/mse_mf"} <= set(rows[0])
+        return [int(r["step"]) for r in rows if r.get("train/loss_mf")]
+
+    # the first run's log survives the resume; the resumed run continues at step 3
+    assert logged_steps(0) == [0, 1, 2]
+    assert logged_steps(1) == [3, 4]
+    ckpt = torch.load(last, weights_only=False)["state_dict"]
+    # EMA weights are saved beside the online ones and differ from them after training
+    assert not torch.equal(ckpt["ema_net.final_layer.linear.weight"], ckpt["net.final_layer.linear.weight"])
+
+
+def test_dmf_starts_from_a_flow_checkpoint(tmp_path):
+    run_train(tmp_path / "flow", "digits_flow", ["trainer.max_steps=2"])
+    ckpt = tmp_path / "flow" / "checkpoints" / "last.ckpt"
+    module = run_train(tmp_path / "dmf", "digits_dmf", ["model.dmf_depth=1", "trainer.fast_dev_run=true", f"ckpt={ckpt}"])
+    flow_ema = torch.load(ckpt, weights_only=False)["state_dict"]["ema_net.blocks.0.attn.qkv.weight"]
+    # one optimizer step later the weights are close to, but not exactly, the flow model's EMA weights
+    assert torch.allclose(module.net.blocks[0].attn.qkv.weight, flow_ema, atol=1e-2)
+
+
+def test_ema_warmup_and_update():
+    assert ema_decay(0, 0.999, warmup=True) == pytest.approx(0.1)
+    assert ema_decay(10_000, 0.999, warmup=True) == 0.999
+    assert ema_decay(0, 0.9999, warmup=False) == 0.9999
+    net = tiny_dmft()
+    ema = make_ema(net)
+    torch.nn.init.constant_(net.final_layer.linear.bias, 1.0)
+    update_ema(ema, net, decay=0.75)
+    assert torch.allclose(ema.final_layer.linear.bias, torch.full_like(ema.final_layer.linear.bias, 0.25))
+    assert not any(p.requires_grad for p in ema.parameters())
