@@ -7,8 +7,9 @@ Layouts: `npy` (the reference vae-sd/ folder), `wds` (webdataset shards), `both`
 packed from it without encoding twice). An input that already is a latent folder can be packed into
 shards (layout wds). Work is cut into chunks (a 1,000-file folder or a shard) committed atomically,
 so a run can be killed and re-run at any time: finished chunks are skipped. Several processes (GPUs,
-array jobs) may share the work with `part`/`num_parts`. The last step checks, per class, that images
-in = samples out + skipped, reading the outputs back from disk, before it writes the index file.
+array jobs) may share the work with `part`/`num_parts` (torchrun sets them); the one that completes
+the last chunk checks, per class, that images in = samples out + skipped, reading the outputs back
+from disk, and only then writes the index file (dataset.json / manifest.json).
 """
 import argparse
 import logging
@@ -187,12 +188,30 @@ def _resolve_part(part, num_parts) -> tuple[int, int]:
     return int(part), int(num_parts)
 
 
+def _encoder_identity(listing: ImageListing, resolution, vae, latent_shape) -> dict:
+    """What the outputs depend on, recorded in plan.json; also the cheap checks of the VAE geometry."""
+    if resolution is None or vae is None:
+        raise ValueError("encoding images needs a resolution and a VAE (data.resolution, data.vae)")
+    if int(resolution) % vae.downsample:
+        raise ValueError(f"resolution {resolution} is not a multiple of the VAE downsampling {vae.downsample}")
+    side = int(resolution) // vae.downsample
+    made = (2 * (vae.latent_channels or 3), side, side)  # IdentityVAE keeps the 3 RGB channels
+    if latent_shape is not None and tuple(latent_shape) != made:
+        raise ValueError(f"this VAE at resolution {resolution} makes moments of shape {made}, but the data "
+                         f"config expects {tuple(latent_shape)} (2*latent_channels, latent_size, latent_size)")
+    return {"kind": "images", "digest": listing.digest(), "num_items": len(listing), "resolution": int(resolution),
+            "vae": vae_identity(vae)}
+
+
 def preprocess(input, out, resolution: int | None = None, vae=None, *, layout: str = "npy",
                folder_size: int = 1000, shard_size: int = 1000, batch_size: int = 32, num_workers: int = 4,
                device: str = "auto", on_error: str = "raise", seed: int = 0, limit: int | None = None,
                num_classes: int | None = None, latent_shape=None, part: int | None = None,
                num_parts: int | None = None, progress: bool = True) -> dict:
-    """Run (or resume) preprocessing; returns {layout: report} for the layouts finished by this call."""
+    """Run (or resume) preprocessing; returns {layout: report} for the layouts completed by this call.
+
+    `vae` (an object with encode_moments, downsample, latent_channels) is only needed for images.
+    Everything that can fail cheaply is checked before the first image is encoded."""
     if layout not in LAYOUTS:
         raise ValueError(f"preprocess.layout={layout!r}: expected one of {LAYOUTS}")
     check_policy(on_error)
@@ -212,72 +231,56 @@ def preprocess(input, out, resolution: int | None = None, vae=None, *, layout: s
     if num_classes is not None and len(listing.classes) < int(num_classes):
         log.warning("%s has %d classes, data.num_classes=%d: labels are the indices of the classes found, "
                     "not of the full class list", input, len(listing.classes), num_classes)
-    if from_latents:
-        source_id = {"kind": "latents", "digest": listing.digest(), "num_items": len(listing)}
-    else:
-        if resolution is None or vae is None:
-            raise ValueError("encoding images needs a resolution and a VAE (data.resolution, data.vae)")
-        vae = vae() if callable(vae) and not isinstance(vae, torch.nn.Module) else vae
-        if int(resolution) % vae.downsample:
-            raise ValueError(f"resolution {resolution} is not a multiple of the VAE downsampling {vae.downsample}")
-        side = int(resolution) // vae.downsample
-        made = (2 * (vae.latent_channels or 3), side, side)  # IdentityVAE keeps the 3 RGB channels
-        if latent_shape is not None and tuple(latent_shape) != made:
-            raise ValueError(f"this VAE at resolution {resolution} makes moments of shape {made}, but the data "
-                             f"config expects {tuple(latent_shape)} (2*latent_channels, latent_size, latent_size)")
-        source_id = {"kind": "images", "digest": listing.digest(), "num_items": len(listing),
-                     "resolution": int(resolution), "vae": vae_identity(vae)}
+    source_id = ({"kind": "latents", "digest": listing.digest(), "num_items": len(listing)} if from_latents
+                 else _encoder_identity(listing, resolution, vae, latent_shape))
 
     keys, labels = listing.keys, listing.labels
-    npy_writer = NpyFolderWriter(out, keys, labels, folder_size, part) if layout in ("npy", "both") else None
-    wds_writer = ShardWriter(out, keys, labels, shard_size, seed, part) if layout in ("wds", "both") else None
-    plans = []  # checked together, before any work
-    if npy_writer:
-        plans.append((npy_writer, {"source": source_id, "folder_size": int(folder_size)}, out / L.NPY_DIR))
-    if wds_writer:
-        plans.append((wds_writer, {"source": source_id, "shard_size": int(shard_size), "seed": int(seed)},
-                      out / L.WDS_DIR))
-    for writer, plan, final_dir in plans:
+    npy = NpyFolderWriter(out, keys, labels, folder_size, part) if layout in ("npy", "both") else None
+    wds = ShardWriter(out, keys, labels, shard_size, seed, part) if layout in ("wds", "both") else None
+    plans = [(w, plan, d) for w, plan, d in (
+        (npy, {"source": source_id, "folder_size": int(folder_size)}, out / L.NPY_DIR),
+        (wds, {"source": source_id, "shard_size": int(shard_size), "seed": int(seed)}, out / L.WDS_DIR)) if w]
+    for writer, plan, final_dir in plans:  # all checked before anything is written
         _check_plan(writer, plan, final_dir)
     for writer, plan, _ in plans:
         L.write_json_atomic(writer.state / "plan.json", plan)
 
     policy = ErrorPolicy(on_error, where="preprocess")
     run = dict(batch_size=int(batch_size), num_workers=int(num_workers), part=part, num_parts=num_parts,
-               progress=progress)
-    reports = {}
+               progress=progress, expected_shape=latent_shape)
     if from_latents:
-        stages = [(LatentCopier(listing), wds_writer, listing)]
+        source, first = LatentCopier(listing), wds
     else:
         device = _resolve_device(device)
-        vae = vae.to(device).eval() if isinstance(vae, torch.nn.Module) else vae
-        encoder = ImageEncoder(listing, resolution, vae, device)
-        stages = [(encoder, npy_writer or wds_writer, listing)]
-    for source, writer, stage_listing in stages:
-        _run_chunks(source, writer, stage_listing, policy, expected_shape=latent_shape, **run)
-        report = _finalize(writer, stage_listing)
-        if report is not None:
-            reports[writer.layout] = report
-    if layout == "both":
-        if "npy" not in reports:
-            log.warning("wds: the npy layout is not complete yet (other parts?); re-run to pack the shards")
-            return reports
-        # shards reuse the stored moments (no second encoding); images skipped then stay skipped
+        source, first = ImageEncoder(listing, resolution, vae.to(device).eval(), device), npy or wds
+    _run_chunks(source, first, listing, policy, **run)
+    reports = {first.layout: _finalize(first, listing)}
+    if layout == "both" and reports["npy"] is not None:
+        # shards packed from the stored moments (no second encoding); images skipped then stay skipped.
+        # Whichever part completes the npy layout packs every shard: the other parts may have exited.
         stored = ImageListing(str(out / L.NPY_DIR), [L.npy_relpath(i, folder_size) for i in range(len(listing))],
                               labels, listing.classes, keys)
         known_bad = {s["index"]: f"skipped by the npy stage: {s['error']}" for s in reports["npy"]["skipped_files"]}
-        _run_chunks(LatentCopier(stored, known_bad), wds_writer, stored, policy, expected_shape=latent_shape, **run)
-        report = _finalize(wds_writer, stored)
-        if report is not None:
-            reports["wds"] = report
-    return reports
+        _run_chunks(LatentCopier(stored, known_bad), wds, stored, policy, **{**run, "part": 0, "num_parts": 1})
+        reports["wds"] = _finalize(wds, stored)
+    return {k: v for k, v in reports.items() if v is not None}
 
 
 def main(cfg) -> dict:
     """`python run.py mode=preprocess data=<config> preprocess.input=<images>`: the whole composed cfg."""
     from hydra.utils import instantiate
 
+    if "preprocess" not in cfg:
+        raise ValueError("the config has no `preprocess` node: conf/config.yaml's defaults need `- preprocess: "
+                         "default` (or pass +preprocess=default)")
     p, data = cfg.preprocess, cfg.data
+    for key in ("out", "layout", "on_error"):
+        try:
+            p[key]
+        except Exception as err:  # e.g. ${data.root} on a data config without one (data=digits)
+            raise ValueError(f"preprocess.{key} cannot be resolved ({err}); data={data.get('name')} has no "
+                             f"root/format/on_error: use an image dataset config (e.g. data=imagenet256_latents) "
+                             f"or set preprocess.{key} explicitly") from None
     if p.get("input") is None:
         raise ValueError("set preprocess.input=<image folder, zip, or latent folder> (see docs/data.md)")
     needs_vae = not _is_latent_folder(p.input)

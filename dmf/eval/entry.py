@@ -24,6 +24,7 @@ from dmf.eval.reference import reference_states
 from dmf.eval.report import write_report
 from dmf.eval.scorer import build_scorer
 from dmf.eval.validate import validate_eval
+from dmf.models.hub import resolve_path
 
 PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -75,7 +76,8 @@ def fingerprint(cfg: DictConfig, plan: Plan, steps: int, score: bool, scorer) ->
     }
     if score:
         fp["metrics"] = {n: container(cfg.eval.metric_defs[n]) for n in scorer.metrics}
-        fp["extractors"] = {e: container(cfg.eval.extractors[e]) for e in scorer.extractors}
+        fp["extractors"] = {e: {k: v for k, v in container(cfg.eval.extractors[e]).items() if k != "download"}
+                            for e in scorer.extractors}
         fp["ref_stats"] = str(cfg.eval.ref_stats)
     return fp
 
@@ -116,7 +118,16 @@ def _generate_all(cfg: DictConfig, score: bool, info: edist.DistInfo):
     if not score and not (want_png or ec.save_npz):
         raise ValueError("mode=sample exports images: set eval.save_png=true and/or eval.save_npz=true")
 
-    # Everything that can fail cheaply fails here, before the network is built or an image generated.
+    # Everything that can fail cheaply fails here, before the network is built or an image generated:
+    # weights and statistics files first (a missing hf:// file fails in milliseconds offline), then networks.
+    if not cfg.get("ckpt"):
+        raise ValueError("this mode needs weights: pass ckpt=<path to .ckpt/.pt> or ckpt=hf://<owner>/<repo>/<file>")
+    for key, uri in (("ckpt", cfg.ckpt), ("eval.ref_stats", ec.ref_stats if score and ec.ref_stats != "build" else None)):
+        try:
+            if uri:
+                resolve_path(uri)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{key}: {err}") from None
     scorer = build_scorer(ec.metrics, ec.metric_defs, ec.extractors).to(device) if score else None
     if score and not scorer.metrics:
         raise ValueError("eval.metrics is empty: name at least one (e.g. eval.metrics=[fid]) or use mode=sample")

@@ -174,3 +174,16 @@ def test_cli_and_hydra_mode_entrypoints(image_dir, tiny_vae_dir, tmp_path):
     cfg.data.latent_size = 16
     with pytest.raises(ValueError, match=r"makes moments of shape \(8, 8, 8\), but the data config expects"):
         main(cfg)
+
+
+def test_parts_share_the_work_and_the_last_one_writes_the_index(preprocessed, image_dir, tiny_vae_dir, tmp_path):
+    out = tmp_path / "out"
+    first = run_preprocess(image_dir, out, tiny_vae_dir, part=0, num_parts=2)
+    assert first == {} and not (out / "vae-sd" / "dataset.json").exists()  # chunk 1 belongs to part 1
+    assert sorted(p.name for p in (out / "vae-sd").iterdir()) == ["00000", "00002"]
+    second = run_preprocess(image_dir, out, tiny_vae_dir, part=1, num_parts=2)
+    assert second["npy"]["samples_out"] == 9 and second["wds"]["samples_out"] == 9
+    assert tree_bytes(out, "vae-sd") == tree_bytes(preprocessed, "vae-sd")
+    assert tree_bytes(out, "wds") == tree_bytes(preprocessed, "wds")
+    with pytest.raises(ValueError, match=r"part=2 must be in \[0, num_parts=2\)"):
+        run_preprocess(image_dir, out, tiny_vae_dir, part=2, num_parts=2)

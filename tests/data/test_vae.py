@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from dmf.data.vae import SD_VAE_SCALE, IdentityVAE, SDVAE, VAELoadError
+from dmf.data.vae import SD_VAE_SCALE, SDVAE, IdentityVAE, VAELoadError
 from tests.data.data_helpers import tiny_autoencoder
 
 

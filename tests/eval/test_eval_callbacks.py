@@ -81,6 +81,8 @@ def test_sample_grid_sends_images_to_wandb(tmp_path, monkeypatch):
 
     logger = WandbLogger(save_dir=str(tmp_path), offline=True, project="test")  # no run starts until used
     calls = []
-    monkeypatch.setattr(logger, "log_image", lambda key, images, step=None, **kw: calls.append((key, images[0].shape, step)))
-    SampleGrid._log_wandb(SimpleNamespace(loggers=[logger], global_step=3), "samples/euler_1", np.zeros((10, 10, 3), np.uint8))
+    monkeypatch.setattr(logger, "log_image",
+                        lambda key, images, step=None, **kw: calls.append((key, images[0].shape, step)))
+    trainer = SimpleNamespace(loggers=[logger], global_step=3)
+    SampleGrid._log_wandb(trainer, "samples/euler_1", np.zeros((10, 10, 3), np.uint8))
     assert calls == [("samples/euler_1", (10, 10, 3), 3)]

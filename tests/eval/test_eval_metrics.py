@@ -4,7 +4,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from dmf.eval.frechet import FeatureStats, frechet_distance
+from dmf.eval.frechet import frechet_distance
 from dmf.eval.metrics import ClassAccuracy, Frechet, InceptionScore, PrecisionRecall, precision_recall
 from dmf.eval.metrics.frechet import FrechetState
 from dmf.eval.metrics.inception_score import InceptionScoreState

@@ -21,9 +21,11 @@ class InceptionScoreState(MetricState):
         plogp = (p * logp).sum(1)
         split = torch.as_tensor(indices, device=logits.device).long() % len(self.n)
         splits = len(self.n)
+        sum_p = torch.zeros(splits, p.shape[1], dtype=torch.float64, device=p.device).index_add_(0, split, p)
+        sum_plogp = torch.zeros(splits, dtype=torch.float64, device=p.device).index_add_(0, split, plogp)
         self.n += torch.bincount(split, minlength=splits).cpu().numpy()
-        self.sum_p += torch.zeros(splits, p.shape[1], dtype=torch.float64, device=p.device).index_add_(0, split, p).cpu().numpy()
-        self.sum_plogp += torch.zeros(splits, dtype=torch.float64, device=p.device).index_add_(0, split, plogp).cpu().numpy()
+        self.sum_p += sum_p.cpu().numpy()
+        self.sum_plogp += sum_plogp.cpu().numpy()
 
     def merge(self, other):
         self.n += other.n

@@ -46,7 +46,8 @@ class SampleGrid(L.Callback):
             self.vae.to(pl_module.device)
         classes = int(net.num_classes)
         # balanced labels: row r of a grid with `classes` columns shows class (r * cols + c) % classes
-        plan = Plan(self.num_images, self.seed, model_shape(net), classes, self.num_images, labels="balanced")
+        labels = "balanced" if classes <= 16 else "random"  # digits: one column per class; ImageNet: varied
+        plan = Plan(self.num_images, self.seed, model_shape(net), classes, self.num_images, labels=labels)
         nrow = classes if self.num_images % classes == 0 and classes <= 16 else None
         try:
             for k, sampler in self.samplers.items():
