@@ -6,7 +6,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench eval-official clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+# the published DMF-XL/2 checkpoints at 1, 2, 4 steps (50k samples each) -> a table beside the paper's FID
+NPROC ?= 8
+eval-official: $(STAMP)
+	$(PY) -m torch.distributed.run --nproc_per_node=$(NPROC) run.py mode=eval experiment=dmf_xl_256 eval=imagenet256 \
+		ckpt=hf://kyungmnlee/DMF/dmf_xl_2_256.pt eval.out_dir=evals/dmf_xl_2_256 hydra.run.dir=evals/dmf_xl_2_256/hydra
+	$(PY) -m torch.distributed.run --nproc_per_node=$(NPROC) run.py mode=eval experiment=dmf_xl_512 eval=imagenet512 \
+		ckpt=hf://kyungmnlee/DMF/dmf_xl_2_512.pt eval.out_dir=evals/dmf_xl_2_512 hydra.run.dir=evals/dmf_xl_2_512/hydra
 
 clean:
 	rm -rf outputs multirun .pytest_cache

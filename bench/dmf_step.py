@@ -94,20 +94,26 @@ def main():
     p.add_argument("--backends", default="auto,math")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--out", help="also append the table to this markdown file")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"# {args.model} at {args.resolution}, {name}, torch {torch.__version__}")
-    print("| attention | batch | DMF step (median) | img/s | peak GiB | 1-NFE sampling img/s |")
-    print("|---|---|---|---|---|---|")
+    lines = [f"\n### {args.model} at {args.resolution}, {name}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n",
+             "| attention | batch | DMF step (median) | img/s | peak GiB | 1-NFE sampling img/s |", "|---|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
     for backend in args.backends.split(","):
         try:
             r = bench_step(args, backend, device, args.batch)
-            print(f"| {r['backend']} | {r['batch']} | {r['step_s']:.3f} s | {r['img_s']:.1f} | {r['peak_gib']:.1f} | "
-                  f"{r['sample_img_s']:.0f} |", flush=True)
+            row = (f"| {r['backend']} | {r['batch']} | {r['step_s']:.3f} s | {r['img_s']:.1f} | {r['peak_gib']:.1f} | "
+                   f"{r['sample_img_s']:.0f} |")
         except torch.cuda.OutOfMemoryError:
-            print(f"| {backend} | {args.batch} | out of memory | | | |", flush=True)
+            row = f"| {backend} | {args.batch} | out of memory | | | |"
             torch.cuda.empty_cache()
+        print(row, flush=True)
+        lines.append(row)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,17 +15,22 @@ from dmf.config import validate
 from dmf.eval.digits_classifier import load_classifier
 from dmf.eval.digits_score import DigitsScorer
 from dmf.sampling import build_sampler
-from dmf.train.entry import train
+from dmf.train.entry import build_network, train
 
 
-def train_stage(cfg: DictConfig, stage: str, run_dir: Path, extra: list[str]) -> torch.nn.Module:
+def run_stage(cfg: DictConfig, stage: str, run_dir: Path, extra: list[str]) -> tuple[torch.nn.Module, Path]:
+    """Train one stage, or load it when pipeline.<stage>.ckpt is given; returns (EMA network, its checkpoint)."""
     spec = cfg.pipeline[stage]
+    if spec.get("ckpt"):
+        stage_cfg = compose(config_name="config", overrides=[f"experiment={spec.experiment}", f"ckpt={spec.ckpt}"])
+        print(f"[dmf] stage {stage}: loading {spec.ckpt}")
+        return build_network(stage_cfg).eval(), Path(spec.ckpt)
     overrides = [f"experiment={spec.experiment}", f"run_dir={run_dir}", f"seed={cfg.seed}",
                  f"trainer.max_steps={spec.max_steps}", *extra, *cfg.pipeline.overrides]
     stage_cfg = compose(config_name="config", overrides=overrides)
     validate(stage_cfg)
     print(f"[dmf] stage {stage}: python run.py {' '.join(overrides)}")
-    return train(stage_cfg).ema_net.eval()
+    return train(stage_cfg).ema_net.eval(), run_dir / "checkpoints" / "last.ckpt"
 
 
 @torch.no_grad()
@@ -52,11 +57,9 @@ def markdown_table(rows: list[dict]) -> str:
 
 def run(cfg: DictConfig) -> list[dict]:
     run_dir = Path(cfg.run_dir)
-    nets = {
-        "flow": train_stage(cfg, "flow", run_dir / "flow", []),
-    }
-    flow_ckpt = run_dir / "flow" / "checkpoints" / "last.ckpt"
-    nets["dmf"] = train_stage(cfg, "dmf", run_dir / "dmf", [f"ckpt={flow_ckpt}"])
+    nets = {}
+    nets["flow"], flow_ckpt = run_stage(cfg, "flow", run_dir / "flow", [])
+    nets["dmf"], _ = run_stage(cfg, "dmf", run_dir / "dmf", [f"ckpt={flow_ckpt}"])
 
     scorer = DigitsScorer(load_classifier())
     labels = scorer.real_labels  # the real class counts, so FD compares like with like

@@ -69,3 +69,15 @@ def test_ema_warmup_and_update():
     update_ema(ema, net, decay=0.75)
     assert torch.allclose(ema.final_layer.linear.bias, torch.full_like(ema.final_layer.linear.bias, 0.25))
     assert not any(p.requires_grad for p in ema.parameters())
+
+
+def test_wandb_logger_is_selectable_and_offline_without_a_key(tmp_path, monkeypatch):
+    from hydra.utils import instantiate
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    cfg = compose_config(["experiment=digits_dmf", f"run_dir={tmp_path}", "logger=wandb", "logger.name=test"])
+    logger = instantiate(cfg.logger)
+    assert type(logger).__name__ == "WandbLogger" and logger._offline
+    assert logger.save_dir == str(tmp_path)
