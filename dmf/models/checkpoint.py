@@ -16,6 +16,8 @@ class CheckpointMismatch(RuntimeError):
 def extract_state_dict(obj: dict, prefer: str = "ema") -> dict[str, torch.Tensor]:
     """The network weights inside a checkpoint: our Lightning checkpoints (`ema_net.` / `net.` prefixes),
     the official `{"ema": ..., "model": ...}` files, or a bare state dict."""
+    if prefer not in ("ema", "model"):
+        raise ValueError(f"prefer={prefer!r} must be 'ema' (EMA weights) or 'model' (online weights)")
     if "state_dict" in obj and isinstance(obj["state_dict"], dict):
         sd = obj["state_dict"]
         for prefix in {"ema": ("ema_net.", "net."), "model": ("net.",)}[prefer]:

@@ -1,4 +1,6 @@
 """mode=train: build everything from the composed config and fit."""
+import logging
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -46,6 +48,10 @@ def resume_path(cfg: DictConfig) -> str | None:
 
 
 def train(cfg: DictConfig) -> TrainModule:
+    # the EMA copy is in eval mode on purpose; Lightning would warn about it at every start
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    # Lightning prints its messages through its own handler; Hydra's root handler would repeat each one
+    logging.getLogger("lightning").propagate = False
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
     module = TrainModule(build_network(cfg), build_objective(cfg), optim=cfg.optim, ema=cfg.ema)
