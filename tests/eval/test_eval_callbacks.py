@@ -70,7 +70,9 @@ def test_with_eval_preset_builds_the_callbacks(tmp_path):
     callbacks = {k: instantiate(v) for k, v in cfg.callbacks.items()}
     assert isinstance(callbacks["sample_grid"], SampleGrid) and isinstance(callbacks["fid"], FIDCallback)
     assert {"checkpoint", "progress"} <= set(callbacks)
-    assert callbacks["fid"].metrics == ["fid"] and callbacks["sample_grid"].steps == [1, 2, 4]
+    # the training-time check scores what the experiment's eval group scores, on its monitor sample count
+    assert callbacks["fid"].metrics == ["fd_digits", "class_acc"] and callbacks["fid"].num_samples == 1797
+    assert callbacks["sample_grid"].steps == [1, 2, 4]
 
 
 def test_sample_grid_sends_images_to_wandb(tmp_path, monkeypatch):
