@@ -5,7 +5,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.models import SIT_TO_DMFT, load_weights
+from dmf.models import load_pretrained
 from dmf.models.hub import resolve_path
 
 
@@ -18,7 +18,7 @@ def build_network(cfg: DictConfig, required: bool = True) -> torch.nn.Module:
         return instantiate(cfg.model).eval()
     path = resolve_path(cfg.ckpt)  # before building: a missing file fails fast
     net = instantiate(cfg.model)
-    load_weights(net, path, prefer="ema", **SIT_TO_DMFT)
+    load_pretrained(net, path)
     return net.eval().requires_grad_(False)
 
 

@@ -69,3 +69,9 @@ def load_weights(
     own.update(kept)
     net.load_state_dict(own, strict=True)
     return {"dropped": dropped, "initialised": initialised}
+
+
+def load_pretrained(net: nn.Module, source: str | Path | dict, prefer: str = "ema") -> dict[str, list[str]]:
+    """Weights to fine-tune from or to sample with: strict, except REPA projectors (dropped: DMFT and sampling
+    never use them) and a DMFT's log-variance head (kept as initialised when the checkpoint is a SiT's)."""
+    return load_weights(net, source, prefer=prefer, **SIT_TO_DMFT)

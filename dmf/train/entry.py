@@ -8,17 +8,17 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.models import DMFT, SIT_TO_DMFT, load_weights
+from dmf.models import load_pretrained
 from dmf.models.hub import resolve_path
 from dmf.train.module import TrainModule
 
 
 def build_network(cfg: DictConfig) -> torch.nn.Module:
     """The model of `cfg.model`, initialised from `cfg.ckpt` when given (SiT weights into a DMFT allowed)."""
+    path = resolve_path(cfg.ckpt) if cfg.get("ckpt") else None  # a missing file fails before the model is built
     net = instantiate(cfg.model)
-    if cfg.get("ckpt"):
-        policy = SIT_TO_DMFT if isinstance(net, DMFT) else {"drop_prefixes": (), "init_prefixes": ()}
-        report = load_weights(net, resolve_path(cfg.ckpt), **policy)
+    if path:
+        report = load_pretrained(net, path)
         if report["dropped"] or report["initialised"]:
             print(f"[dmf] loaded {cfg.ckpt}: dropped {len(report['dropped'])} keys "
                   f"({', '.join(sorted({k.split('.')[0] for k in report['dropped']}))}), "
