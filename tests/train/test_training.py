@@ -81,3 +81,21 @@ def test_wandb_logger_is_selectable_and_offline_without_a_key(tmp_path, monkeypa
     logger = instantiate(cfg.logger)
     assert type(logger).__name__ == "WandbLogger" and logger._offline
     assert logger.save_dir == str(tmp_path)
+
+
+@pytest.mark.slow
+def test_dmf_step_under_ddp_with_two_cpu_processes(tmp_path):
+    """Lightning launches the second rank by re-running run.py; the JVP step and EMA must work under DDP."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[2]
+    out = subprocess.run(
+        [sys.executable, "run.py", "experiment=digits_dmf", "trainer.strategy=ddp", "trainer.devices=2",
+         "trainer.accelerator=cpu", "trainer.max_steps=3", *TINY, "model.dmf_depth=1", f"hydra.run.dir={tmp_path}"],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "distributed_backend=gloo" in out.stderr + out.stdout
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 3
