@@ -2,7 +2,7 @@
 import torch
 
 from dmf.objectives.labels import drop_labels
-from dmf.objectives.paths import _bcast
+from dmf.objectives.paths import per_sample
 from dmf.objectives.weighting import adaptive_loss
 
 
@@ -35,7 +35,7 @@ class DMFLoss:
             lambda x_, t_, r_: net(x_, t_, r_, y, return_logvar=True),
             (x_t, t, r), (v_tgt, torch.ones_like(t), torch.zeros_like(r)),
         )
-        u_tgt = (v_tgt + _bcast(r - t, x) * du_dt).detach()
+        u_tgt = (v_tgt + per_sample(r - t, x) * du_dt).detach()
         loss_mf = adaptive_loss(u, u_tgt, lv_mf)
 
         loss = 0.5 * (loss_fm.mean() + loss_mf.mean())

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from dmf.objectives.paths import _bcast
+from dmf.objectives.paths import per_sample
 
 
 def in_interval(t: torch.Tensor, g_min: float, g_max: float) -> torch.Tensor:
@@ -33,7 +33,7 @@ class ModelGuidance:
             both = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([t, t]),
                        torch.cat([y, torch.full_like(y, net.num_classes)]))
             cond, uncond = both[:n], both[n:]
-        return torch.where(_bcast(active, v), v + self.omega * (cond - uncond).to(v.dtype), v)
+        return torch.where(per_sample(active, v), v + self.omega * (cond - uncond).to(v.dtype), v)
 
     def to(self, device):
         return self
@@ -53,7 +53,7 @@ class DistillGuidance:
                                 torch.cat([y, torch.full_like(y, self.teacher.num_classes)]))
             cond, uncond = both[:n].to(v.dtype), both[n:].to(v.dtype)
         guided = uncond + self.omega * (cond - uncond)
-        return torch.where(_bcast(in_interval(t, self.g_min, self.g_max), v), guided, cond)
+        return torch.where(per_sample(in_interval(t, self.g_min, self.g_max), v), guided, cond)
 
     def to(self, device):
         self.teacher.to(device)

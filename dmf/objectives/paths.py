@@ -4,7 +4,8 @@ import math
 import torch
 
 
-def _bcast(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def per_sample(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A per-sample (B,) tensor shaped to broadcast against x (B, ...)."""
     return t.view(-1, *([1] * (x.ndim - 1)))
 
 
@@ -25,12 +26,12 @@ class Path:
 
     def interpolate(self, x: torch.Tensor, e: torch.Tensor, t: torch.Tensor):
         """(x_t, v) with v = dx_t/dt the conditional velocity."""
-        a, s, da, ds = (_bcast(q, x) for q in self.alpha_sigma(t))
+        a, s, da, ds = (per_sample(q, x) for q in self.alpha_sigma(t))
         return a * x + s * e, da * x + ds * e
 
     def predict(self, x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor):
         """(x0_hat, e_hat) solving [alpha sigma; alpha' sigma'] [x0; e] = [x_t; v]."""
-        a, s, da, ds = (_bcast(q, x_t) for q in self.alpha_sigma(t))
+        a, s, da, ds = (per_sample(q, x_t) for q in self.alpha_sigma(t))
         det = a * ds - s * da
         return (ds * x_t - s * v) / det, (a * v - da * x_t) / det
 
