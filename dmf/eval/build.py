@@ -9,13 +9,10 @@ from dmf.models import load_pretrained
 from dmf.models.hub import resolve_path
 
 
-def build_network(cfg: DictConfig, required: bool = True) -> torch.nn.Module:
-    """cfg.model with the EMA weights of cfg.ckpt (strict names; REPA projectors, unused when sampling, are
-    dropped and a missing log-variance head keeps its initialisation)."""
-    if not cfg.get("ckpt"):
-        if required:
-            raise ValueError("this mode needs weights: pass ckpt=<path to .ckpt/.pt> or ckpt=hf://<owner>/<repo>/<file>")
-        return instantiate(cfg.model).eval()
+def build_network(cfg: DictConfig) -> torch.nn.Module:
+    """cfg.model with the EMA weights of cfg.ckpt, frozen for sampling (strict names; REPA projectors, unused when
+    sampling, are dropped and a missing log-variance head keeps its initialisation). The eval entry has already
+    checked that cfg.ckpt is set."""
     path = resolve_path(cfg.ckpt)  # before building: a missing file fails fast
     net = instantiate(cfg.model)
     load_pretrained(net, path)

@@ -12,10 +12,11 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from dmf.config import validate
+from dmf.eval.build import build_network
 from dmf.eval.digits_classifier import load_classifier
 from dmf.eval.digits_score import DigitsScorer
 from dmf.sampling import build_sampler
-from dmf.train.entry import build_network, train
+from dmf.train.entry import train
 
 
 def run_stage(cfg: DictConfig, stage: str, run_dir: Path, extra: list[str]) -> tuple[torch.nn.Module, Path]:
@@ -24,7 +25,7 @@ def run_stage(cfg: DictConfig, stage: str, run_dir: Path, extra: list[str]) -> t
     if spec.get("ckpt"):
         stage_cfg = compose(config_name="config", overrides=[f"experiment={spec.experiment}", f"ckpt={spec.ckpt}"])
         print(f"[dmf] stage {stage}: loading {spec.ckpt}")
-        return build_network(stage_cfg).eval(), Path(spec.ckpt)
+        return build_network(stage_cfg), Path(spec.ckpt)
     overrides = [f"experiment={spec.experiment}", f"run_dir={run_dir}", f"seed={cfg.seed}",
                  f"trainer.max_steps={spec.max_steps}", *extra, *cfg.pipeline.overrides]
     stage_cfg = compose(config_name="config", overrides=overrides)
