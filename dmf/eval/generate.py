@@ -11,6 +11,7 @@ import torch
 from dmf.eval import dist as edist
 from dmf.eval.images import to_uint8
 from dmf.eval.partial import PartialRun
+from dmf.eval.precision import tf32 as tf32_scope
 from dmf.eval.seeding import index_inputs
 
 
@@ -39,12 +40,19 @@ class Plan:
         return torch.arange(c * self.chunk_size, min((c + 1) * self.chunk_size, self.num_samples))
 
 
-class Renderer:
-    """indices -> (uint8 RGB images, labels) on `device`: noise and labels from (seed, i), sampler, decode."""
+class NonFiniteOutput(RuntimeError):
+    """The network produced NaN/inf: scoring or exporting it would report numbers of broken images."""
 
-    def __init__(self, net, sampler, vae, device, autocast_dtype: torch.dtype | None = None):
+
+class Renderer:
+    """indices -> (uint8 RGB images, labels) on `device`: noise and labels from (seed, i), sampler, decode.
+    `tf32` applies to the network only; decoding runs in fp32. `source` (e.g. the checkpoint) names the network in
+    errors."""
+
+    def __init__(self, net, sampler, vae, device, autocast_dtype: torch.dtype | None = None, tf32: bool = False,
+                 source: str = "the network"):
         self.net, self.sampler, self.vae, self.device = net, sampler, vae, torch.device(device)
-        self.autocast_dtype = autocast_dtype
+        self.autocast_dtype, self.tf32, self.source = autocast_dtype, tf32, source
 
     @torch.no_grad()
     def __call__(self, plan: Plan, indices: torch.Tensor):
@@ -53,9 +61,18 @@ class Renderer:
                                             step_noises=self.sampler.steps if stochastic else 0)
         noise, y = noise.to(self.device), y.to(self.device)
         kwargs = {"step_noise": step_noise.to(self.device)} if stochastic else {}
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+        with tf32_scope(self.tf32), torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                                                   enabled=self.autocast_dtype is not None):
             x0 = self.sampler(self.net, noise, y, **kwargs)
-        images = self.vae.decode(x0.float())  # decode in fp32, as the reference pipeline does
+        bad = ~torch.isfinite(x0.flatten(1)).all(dim=1)
+        if bool(bad.any()):
+            first = int(indices[bad.cpu()][0])
+            raise NonFiniteOutput(f"{self.source} produced non-finite values (NaN/inf) for sample index {first} "
+                                  f"({int(bad.sum())} of {len(indices)} in this batch) with {type(self.sampler).__name__} "
+                                  f"{getattr(self.sampler, 'steps', '')} steps; the weights are probably broken (a "
+                                  f"diverged training run). Nothing was scored or exported for this batch.")
+        with tf32_scope(False):
+            images = self.vae.decode(x0.float())  # decode in fp32, as the reference pipeline does
         return to_uint8(images, plan.quantize), y
 
 
