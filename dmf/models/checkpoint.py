@@ -38,9 +38,10 @@ def _describe(path: Path, key: str | None) -> str:
     return f"{key}={path}" if key else str(path)
 
 
-def safe_load(path: str | Path, key: str | None = None, map_location="cpu"):
+def safe_load(path: str | Path, key: str | None = None, map_location="cpu", **kwargs):
     """torch.load with weights_only=True (tensors, containers, numbers, strings, numpy arrays): unpickling can never
-    run code. `key` is the config key that named the file; every error names it, the file and the fix."""
+    run code. `key` is the config key that named the file; every error names it, the file and the fix. Other
+    keyword arguments go to torch.load (e.g. mmap=True to read a few entries of a large file)."""
     path = Path(path)
     where = _describe(path, key)
     if not path.is_file():
@@ -49,7 +50,7 @@ def safe_load(path: str | Path, key: str | None = None, map_location="cpu"):
         raise CheckpointError(f"{where}: the file is empty (an interrupted save or copy?); pass a complete checkpoint")
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, **kwargs)
     except pickle.UnpicklingError as err:
         try:
             unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)

@@ -10,7 +10,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.models import load_pretrained
 from dmf.models.hub import resolve_path
+from dmf.train.guards import run_guards
 from dmf.train.module import TrainModule
+from dmf.train.nonfinite import TRAINER_KEYS as NONFINITE_KEYS
+from dmf.train.resume_guard import check_resume
 
 
 def build_network(cfg: DictConfig) -> torch.nn.Module:
@@ -18,7 +21,7 @@ def build_network(cfg: DictConfig) -> torch.nn.Module:
     path = resolve_path(cfg.ckpt) if cfg.get("ckpt") else None  # a missing file fails before the model is built
     net = instantiate(cfg.model)
     if path:
-        report = load_pretrained(net, path)
+        report = load_pretrained(net, path, key="ckpt")
         if report["dropped"] or report["initialised"]:
             print(f"[dmf] loaded {cfg.ckpt}: dropped {len(report['dropped'])} keys "
                   f"({', '.join(sorted({k.split('.')[0] for k in report['dropped']}))}), "
@@ -32,6 +35,8 @@ def build_objective(cfg: DictConfig):
 
 def trainer_kwargs(cfg: DictConfig) -> dict:
     kw = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in NONFINITE_KEYS:  # read by the non-finite guard, not lightning.Trainer arguments
+        kw.pop(key, None)
     if kw.get("precision") == "auto":
         kw["precision"] = "bf16-mixed" if torch.cuda.is_available() else "32-true"
     return kw
@@ -52,13 +57,15 @@ def train(cfg: DictConfig) -> TrainModule:
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     # Lightning prints its messages through its own handler; Hydra's root handler would repeat each one
     logging.getLogger("lightning").propagate = False
+    check_resume(cfg, resume_path(cfg))  # before anything is built: a resume must not rewrite the run's history
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
     module = TrainModule(build_network(cfg), build_objective(cfg), optim=cfg.optim, ema=cfg.ema)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + run_guards(cfg)
     trainer = L.Trainer(**trainer_kwargs(cfg), logger=instantiate(cfg.logger), callbacks=callbacks,
                         default_root_dir=str(run_dir))
-    trainer.fit(module, datamodule=instantiate(cfg.data.datamodule), ckpt_path=resume_path(cfg))
+    trainer.fit(module, datamodule=instantiate(cfg.data.datamodule), ckpt_path=resume_path(cfg),
+                weights_only=True)
     if not cfg.trainer.fast_dev_run:
         # Lightning saves `last` only on its own schedule; the final state must always be on disk.
         trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
