@@ -63,9 +63,42 @@ def validate_sampler(cfg: DictConfig) -> None:
         _number(cfg, key)
 
 
+def validate_values(cfg: DictConfig) -> None:
+    """Values that would otherwise fail late, with an error naming no key, or not fail at all (issue 8): types of
+    keys the other checks compute with, ranges whose violation trains silently into garbage, fixed-size datasets."""
+    for key, lo in (("seed", 0), ("data.resolution", 1), ("trainer.max_steps", -1)):
+        if OmegaConf.select(cfg, key) is not None:
+            _number(cfg, key, lo, integer=True)
+    decay = OmegaConf.select(cfg, "ema.decay")
+    if decay is not None:
+        _number(cfg, "ema.decay")
+        if not 0.0 <= decay < 1.0:
+            raise ConfigError(f"ema.decay={decay} must lie in [0, 1) (each step keeps `decay` of the average; "
+                              f"values >= 1 stop or blow up the EMA weights); the paper uses 0.9999")
+    g = cfg.get("guidance")
+    if g is not None and g.get("type") in ("mg", "distill"):
+        _number(cfg, "guidance.omega")
+        hi = {"mg": 1.0, "distill": 10.0}[g.type]
+        if not 0.0 <= g.omega < hi:
+            why = ("model guidance v + omega (v(y) - v(null)) acts as CFG scale 1 / (1 - omega): omega >= 1 has no "
+                   "fixed point" if g.type == "mg" else "the teacher's CFG scale; larger values only saturate images")
+            raise ConfigError(f"guidance.omega={g.omega} must lie in [0, {hi}) for guidance.type={g.type} ({why}); "
+                              f"the paper uses 0.6")
+    fixed = OmegaConf.select(cfg, "data.fixed_resolution")
+    if fixed is not None and cfg.data.resolution != fixed:
+        raise ConfigError(f"data.resolution={cfg.data.resolution}: data={cfg.data.get('name')} only has "
+                          f"{fixed}x{fixed} images; set data.resolution={fixed} or choose another dataset")
+    t = cfg.get("trainer")
+    if t is not None and t.get("on_nonfinite") not in (None, "stop", "skip"):
+        raise ConfigError(f"trainer.on_nonfinite={t.on_nonfinite!r} must be stop or skip")
+    if t is not None and t.get("max_nonfinite_skips") is not None:
+        _number(cfg, "trainer.max_nonfinite_skips", 0, integer=True)
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks that concern the pieces every mode builds; each piece also re-checks its own arguments."""
     try:
+        validate_values(cfg)
         validate_model(cfg)
         validate_training(cfg)
         validate_sampler(cfg)

@@ -66,7 +66,7 @@ def safe_load(path: str | Path, key: str | None = None, map_location="cpu", **kw
                 f"'converted.pt')\" (keep the state dicts you need), and pass the converted file") from None
         raise CheckpointError(f"{where} is not a readable checkpoint ({str(err).splitlines()[-1][:200] or 'unpickling failed'})"
                               f"; pass a file written by torch.save") from None
-    except (EOFError, RuntimeError, ValueError, OSError, KeyError) as err:
+    except Exception as err:  # garbage bytes surface as any error type inside the unpickler
         raise CheckpointError(f"{where} is not a readable checkpoint (truncated or not written by torch.save: "
                               f"{type(err).__name__}: {str(err)[:200]}); pass a complete .ckpt/.pt file") from None
 
