@@ -64,3 +64,21 @@ def test_run_py_names_the_key(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "seed='abc' must be an integer" in out.stderr
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_eval_reads_the_checkpoint_before_building_feature_networks(tmp_path, monkeypatch):
+    from hydra.utils import instantiate
+
+    import dmf.eval.entry as eval_entry
+
+    built = []
+    monkeypatch.setattr(eval_entry, "build_scorer", lambda *a, **k: built.append(a) or 1 / 0)
+    ref = tmp_path / "ref.npz"
+    ref.write_bytes(b"unused")
+    bad = tmp_path / "garbage.ckpt"
+    bad.write_bytes(b"\x00garbage" * 10)
+    cfg = compose_config(["mode=eval", "experiment=digits_dmf", "eval=default", f"eval.ref_stats={ref}",
+                          f"ckpt={bad}", f"run_dir={tmp_path}", "eval.device=cpu"])
+    with pytest.raises(CheckpointError, match=rf"ckpt={bad} is not a readable checkpoint"):
+        instantiate(cfg.mode)(cfg)
+    assert not built
