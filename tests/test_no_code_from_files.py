@@ -70,7 +70,8 @@ def test_distill_teacher(planted):
     from dmf.objectives.guidance import build_guidance
 
     path, marker = planted
-    refused(lambda: build_guidance("distill", 1.0, teacher={"model": tiny_sit(), "ckpt": str(path)}), marker)
+    msg = refused(lambda: build_guidance("distill", 1.0, teacher={"model": tiny_sit(), "ckpt": str(path)}), marker)
+    assert f"guidance.teacher.ckpt={path}" in msg
 
 
 def test_partial_eval_states(tmp_path):
