@@ -50,6 +50,11 @@ def validate_training(cfg: DictConfig) -> None:
     for key in ("P_mean", "P_std", "P_mean_t", "P_std_t", "P_mean_r", "P_std_r"):
         _number(cfg, f"time.{key}")
     _number(cfg, "optim.lr", 0.0)
+    _number(cfg, "data.global_batch_size", 1, integer=True)
+    if cfg.data.get("max_batch_per_device") is not None:
+        _number(cfg, "data.max_batch_per_device", 1, integer=True)
+    if cfg.trainer.accumulate_grad_batches != "auto":
+        _number(cfg, "trainer.accumulate_grad_batches", 1, integer=True)
     if "FlowMatching" in cfg.objective._target_ and cfg.guidance.type != "none":
         raise ConfigError(f"objective=fm trains a flow model on the plain velocity; set guidance=none "
                           f"(got guidance.type={cfg.guidance.type})")

@@ -65,19 +65,12 @@ def test_meanflow_target_uses_the_jvp():
             u = x * (1 + t - r).view(-1, 1, 1, 1)
             return (u, torch.zeros(len(x), 1, 1, 1)) if return_logvar else u
 
-    torch.manual_seed(0)
     loss_fn = DMFLoss(LogitNormalTime(), NoGuidance(), cfg_prob=0.0)
-    x = torch.randn(64, 1, 4, 4, dtype=torch.float64)
-    torch.manual_seed(1)
-    _, logs = loss_fn(Analytic(), x, torch.zeros(64, dtype=torch.long))
-    # replay the random draws to rebuild the target by hand
-    torch.manual_seed(1)
-    tp = loss_fn.time
-    torch.rand(64)  # label dropout
-    t_fm = tp.sample_fm(64).double()
-    torch.randn_like(x)
-    t, r = (s.double() for s in tp.sample_tr(64))
-    e = torch.randn_like(x)
+    x = torch.randn(64, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    draws = loss_fn.draw(64, x, torch.Generator().manual_seed(1))
+    _, logs = loss_fn(Analytic(), x, torch.zeros(64, dtype=torch.long), draws=draws)
+    # rebuild the target by hand from the same draws
+    t, r, e = draws["t"], draws["r"], draws["e_mf"]
     b = lambda s: s.view(-1, 1, 1, 1)
     x_t, v = (1 - b(t)) * x + b(t) * e, e - x
     u = x_t * b(1 + t - r)

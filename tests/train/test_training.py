@@ -8,7 +8,7 @@ from dmf.train.ema import ema_decay, make_ema, update_ema
 from dmf.train.entry import train
 from tests.helpers import compose_config, tiny_dmft
 
-TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "data.datamodule.batch_size=16",
+TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "data.global_batch_size=16",
         "callbacks.progress.refresh_rate=0"]
 
 
