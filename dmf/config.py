@@ -3,6 +3,7 @@ from numbers import Real
 
 from omegaconf import DictConfig, OmegaConf
 
+from dmf.core.errors import UsageError
 from dmf.models.registry import SIZES, parse_name
 
 
@@ -11,7 +12,7 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("dmf.div", lambda a, b: int(a) // int(b))
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     pass
 
 

@@ -69,7 +69,7 @@ def fingerprint(cfg: DictConfig, plan: Plan, steps: int, score: bool, scorer) ->
     """Everything that changes the images or the numbers (not batch size, world size or output formats)."""
     fp = {
         "mode": "eval" if score else "sample", "num_samples": plan.num_samples, "seed": plan.seed,
-        "chunk_size": plan.chunk_size, "labels": plan.labels, "quantize": plan.quantize, "shape": list(plan.shape),
+        "chunk_size": plan.chunk_size, "feature_batch_size": plan.feature_batch_size, "labels": plan.labels, "quantize": plan.quantize, "shape": list(plan.shape),
         "num_classes": plan.num_classes, "ckpt": str(cfg.ckpt), "model": container(cfg.model),
         "sampler": {**container(cfg.sampler), "steps": steps}, "vae": container(cfg.data.vae),
         "precision": cfg.eval.precision,
@@ -133,7 +133,7 @@ def _generate_all(cfg: DictConfig, score: bool, info: edist.DistInfo):
         raise ValueError("eval.metrics is empty: name at least one (e.g. eval.metrics=[fid]) or use mode=sample")
     samplers = {k: build_sampler(cfg, k) for k in steps_list}
     plan = Plan(ec.num_samples, cfg.seed, model_shape(cfg), cfg.data.num_classes, ec.batch_size, ec.chunk_size,
-                ec.labels, ec.quantize)
+                ec.labels, ec.quantize, ec.feature_batch_size)
     jobs = []
     for k, sampler in samplers.items():
         step_dir = root / f"{sampler.name}_{k}"

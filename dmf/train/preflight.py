@@ -4,6 +4,7 @@ import re
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from dmf.core.errors import UsageError
 from dmf.models.hub import resolve_path
 from dmf.train.batch import BatchError, BatchLayout, batch_layout, resolve_devices
 
@@ -19,7 +20,7 @@ TRAIN_KEYS = ("ckpt", "model", "attention", "objective", "guidance", "time", "da
               "callbacks", "logger")
 
 
-class PreflightError(RuntimeError):
+class PreflightError(UsageError):
     pass
 
 
@@ -101,8 +102,7 @@ def check_data(datamodule) -> None:
     try:
         datamodule.setup("fit")
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
-        raise PreflightError(f"data: {err}. Fix: data.root=<folder with vae-sd/ or wds/> (or DMF_DATA), "
-                             f"see docs/data.md") from None
+        raise PreflightError(f"data: {err} (data.root or DMF_DATA choose the folder)") from None
 
 
 def preflight(cfg: DictConfig) -> BatchLayout:
