@@ -8,7 +8,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.models import load_pretrained
+from dmf.models import describe_load, load_pretrained
 from dmf.models.hub import resolve_path
 from dmf.train.module import TrainModule
 from dmf.train.preflight import check_data, preflight
@@ -21,9 +21,7 @@ def build_network(cfg: DictConfig) -> torch.nn.Module:
     if path:
         report = load_pretrained(net, path)
         if report["dropped"] or report["initialised"]:
-            print(f"[dmf] loaded {cfg.ckpt}: dropped {len(report['dropped'])} keys "
-                  f"({', '.join(sorted({k.split('.')[0] for k in report['dropped']}))}), "
-                  f"kept initialisation of {report['initialised']}")
+            print(f"[dmf] loaded {cfg.ckpt}: {describe_load(report)}")
     return net
 
 
