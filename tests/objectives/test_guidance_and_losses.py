@@ -90,3 +90,27 @@ def test_flow_matching_with_repa_aligns_projected_features():
         FlowMatchingLoss(LogitNormalTime(), repa_weight=0.5)
     with pytest.raises(ValueError, match="set guidance=none"):
         FlowMatchingLoss(LogitNormalTime(), guidance=ModelGuidance(0.6))
+
+
+def test_distill_default_omega_is_the_cfg_scale_that_model_guidance_reaches():
+    """MG's target v + w (v(y) - v(null)) is at its fixed point when the student is CFG with scale 1 / (1 - w);
+    the distill preset's omega is that scale on the teacher, so the two presets aim at the same target."""
+    from tests.helpers import compose_config
+
+    w = compose_config(["experiment=dmf_xl_256", "guidance=mg"]).guidance.omega
+    scale = compose_config(["experiment=dmf_xl_256", "guidance=distill"]).guidance.omega
+    assert scale == pytest.approx(1 / (1 - w))
+
+    class Teacher(LabelNet):  # v(y) = y, v(null) = 10
+        pass
+
+    class FixedPointStudent(LabelNet):  # CFG of the teacher with scale 1 / (1 - w)
+        def forward(self, x, t, r, y, **_):
+            return 10 + (super().forward(x, t, r, y) - 10) * torch.where(y == 10, 0.0, 1 / (1 - w)).view(-1, 1, 1, 1)
+
+    x, t, y = torch.zeros(3, 1, 2, 2), torch.full((3,), 0.5), torch.tensor([1, 4, 7])
+    v = y.float().view(-1, 1, 1, 1).expand_as(x)  # the conditional velocity the data gives, on average
+    kept = torch.zeros(3, dtype=torch.bool)
+    mg = ModelGuidance(w, 0.0, 0.7)(FixedPointStudent(), x, t, y, kept, v)
+    distill = DistillGuidance(Teacher(), scale, 0.0, 0.7)(FixedPointStudent(), x, t, y, kept, v)
+    torch.testing.assert_close(mg, distill)
