@@ -36,6 +36,7 @@ def test_ddp_ranks_draw_independently_and_average_gradients(tmp_path):
     assert "global batch 16 = 2 device(s) x 8 per device x 1 accumulation step(s)" in out.stdout
     r0, r1 = (torch.load(tmp_path / "rec" / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     assert r0["world_size"] == 2 and r0["batch"][0].shape[0] == 8
+    assert not torch.equal(r0["batch"][0], r1["batch"][0])  # each rank reads its own part of the data
 
     # independent draws per rank in the same step
     for key in ("t_fm", "t", "r", "e_fm", "e_mf"):

@@ -68,6 +68,8 @@ def test_ema_moves_once_per_optimizer_step(tmp_path):
     two = run_train(tmp_path / "two", "digits_dmf", [*extra, "trainer.accumulate_grad_batches=2"])
     assert one.trainer.accumulate_grad_batches == 1 and two.trainer.accumulate_grad_batches == 2
     assert two.trainer.global_step == 3
+    hparams = (tmp_path / "two" / "logs" / "version_0" / "hparams.yaml").read_text()
+    assert "batch/global: 16" in hparams and "batch/per_device: 8" in hparams and "batch/accumulate: 2" in hparams
     for (name, a), b in zip(one.ema_net.state_dict().items(), two.ema_net.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
     # and the EMA did move: it is not the initial weights nor the online weights
