@@ -3,6 +3,7 @@ from numbers import Real
 
 from omegaconf import DictConfig, OmegaConf
 
+from dmf.core.errors import UsageError
 from dmf.models.registry import SIZES, parse_name
 
 
@@ -11,7 +12,7 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("dmf.div", lambda a, b: int(a) // int(b))
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     pass
 
 
@@ -50,6 +51,11 @@ def validate_training(cfg: DictConfig) -> None:
     for key in ("P_mean", "P_std", "P_mean_t", "P_std_t", "P_mean_r", "P_std_r"):
         _number(cfg, f"time.{key}")
     _number(cfg, "optim.lr", 0.0)
+    _number(cfg, "data.global_batch_size", 1, integer=True)
+    if cfg.data.get("max_batch_per_device") is not None:
+        _number(cfg, "data.max_batch_per_device", 1, integer=True)
+    if cfg.trainer.accumulate_grad_batches != "auto":
+        _number(cfg, "trainer.accumulate_grad_batches", 1, integer=True)
     if "FlowMatching" in cfg.objective._target_ and cfg.guidance.type != "none":
         raise ConfigError(f"objective=fm trains a flow model on the plain velocity; set guidance=none "
                           f"(got guidance.type={cfg.guidance.type})")
@@ -82,8 +88,9 @@ def validate_values(cfg: DictConfig) -> None:
         if not 0.0 <= g.omega < hi:
             why = ("model guidance v + omega (v(y) - v(null)) acts as CFG scale 1 / (1 - omega): omega >= 1 has no "
                    "fixed point" if g.type == "mg" else "the teacher's CFG scale; larger values only saturate images")
+            usual = "the paper uses 0.6" if g.type == "mg" else "2.5 matches mg's 0.6"
             raise ConfigError(f"guidance.omega={g.omega} must lie in [0, {hi}) for guidance.type={g.type} ({why}); "
-                              f"the paper uses 0.6")
+                              f"{usual}")
     fixed = OmegaConf.select(cfg, "data.fixed_resolution")
     if fixed is not None and cfg.data.resolution != fixed:
         raise ConfigError(f"data.resolution={cfg.data.resolution}: data={cfg.data.get('name')} only has "

@@ -66,8 +66,9 @@ def fingerprint(cfg: DictConfig, plan: Plan, steps: int, score: bool, identity: 
     ec = cfg.eval
     fp = {
         "mode": "eval" if score else "sample", "num_samples": plan.num_samples, "seed": plan.seed,
-        "chunk_size": plan.chunk_size, "labels": plan.labels, "quantize": plan.quantize, "shape": list(plan.shape),
-        "num_classes": plan.num_classes, "ckpt_sha256": identity["ckpt"], "model": container(cfg.model),
+        "chunk_size": plan.chunk_size, "feature_batch_size": plan.feature_batch_size, "labels": plan.labels,
+        "quantize": plan.quantize, "shape": list(plan.shape), "num_classes": plan.num_classes,
+        "ckpt_sha256": identity["ckpt"], "model": container(cfg.model),
         "sampler": {**container(cfg.sampler), "steps": steps}, "vae": container(cfg.data.vae),
         "precision": ec.precision,
     }
@@ -159,7 +160,7 @@ def _generate_all(cfg: DictConfig, score: bool, info: edist.DistInfo):
     identity = edist.broadcast_object(content_identity(cfg, score) if info.is_main else None)
     samplers = {k: build_sampler(cfg, k) for k in steps_list}
     plan = Plan(ec.num_samples, cfg.seed, model_shape(cfg), cfg.data.num_classes, ec.batch_size, ec.chunk_size,
-                ec.labels, ec.quantize)
+                ec.labels, ec.quantize, ec.feature_batch_size)
     jobs = []  # (steps, sampler, step_dir, fingerprint, finished result or None, exports still missing)
     for k, sampler in samplers.items():
         step_dir = root / f"{sampler.name}_{k}"

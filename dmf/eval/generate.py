@@ -25,9 +25,10 @@ class Plan:
     chunk_size: int = 1000
     labels: str = "random"
     quantize: str = "floor"
+    feature_batch_size: int = 64  # images per feature pass, counted from each chunk's start
 
     def __post_init__(self):
-        for key in ("num_samples", "batch_size", "chunk_size"):
+        for key in ("num_samples", "batch_size", "chunk_size", "feature_batch_size"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"eval.{key}={getattr(self, key)} must be >= 1")
         self.shape = tuple(int(s) for s in self.shape)
@@ -76,6 +77,30 @@ class Renderer:
         return to_uint8(images, plan.quantize), y
 
 
+class AlignedFeed:
+    """Feeds the scorer in fixed groups of consecutive indices counted from the chunk's start, whatever the
+    render batch. float32 features depend on the batch they are computed in (the matmul kernels block by batch
+    size and CPU), so fixed groups make the statistics of the same images independent of eval.batch_size and
+    of the number of processes (chunks go to processes whole)."""
+
+    def __init__(self, scorer, states: dict, size: int):
+        self.scorer, self.states, self.size, self.parts = scorer, states, size, []
+
+    def add(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor):
+        self.parts.append((images, labels, indices.to(images.device)))
+        while sum(len(p[2]) for p in self.parts) >= self.size:
+            self._feed(self.size)
+
+    def flush(self):
+        if self.parts:
+            self._feed(sum(len(p[2]) for p in self.parts))
+
+    def _feed(self, n: int):
+        images, labels, indices = (torch.cat(t) for t in zip(*self.parts))
+        self.scorer.update(self.states, images[:n], labels[:n], indices[:n])
+        self.parts = [(images[n:], labels[n:], indices[n:])] if n < len(indices) else []
+
+
 def _log(msg: str):
     print(f"[dmf eval] {msg}", flush=True)
 
@@ -110,15 +135,18 @@ def run(plan: Plan, render, scorer=None, info: edist.DistInfo | None = None, wor
     my_done, n_images = [], 0
     t0 = last_save = last_log = time.time()
     for c in mine:
+        feed = AlignedFeed(scorer, states, plan.feature_batch_size) if scorer is not None else None
         for idx in plan.chunk(c).split(plan.batch_size):
             images, y = render(plan, idx)
-            if scorer is not None:
-                scorer.update(states, images, y, idx.to(images.device))
+            if feed is not None:
+                feed.add(images, y, idx)
             if writers:
                 cpu_images, cpu_y = images.cpu(), y.cpu()
                 for w in writers:
                     w.write(idx, cpu_images, cpu_y)
             n_images += len(idx)
+        if feed is not None:
+            feed.flush()
         for w in writers:
             w.end_chunk(c)
         my_done.append(c)

@@ -1,6 +1,7 @@
 """Loading checkpoints as data (never code) and weights into networks with an explicit key policy (never a silent
 strict=False). `safe_load` is the one way the project reads a torch file."""
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -9,6 +10,9 @@ from torch import nn
 # Keys that a SiT(+REPA) checkpoint has and DMFT lacks, or the reverse, when fine-tuning a flow model into
 # a flow map: REPA projectors are dropped, the log-variance head keeps its fresh (zero) initialisation.
 SIT_TO_DMFT = {"drop_prefixes": ("projectors.",), "init_prefixes": ("logvar_linear.",)}
+# RMS qk-norm scales may be absent as a whole: the authors pretrain SiT at 512 without qk-norm and add it for
+# DMF fine-tuning, the scales starting at 1. A checkpoint with only some of them is still a mismatch.
+QK_NORM_KEYS = re.compile(r".*\.attn\.[qk]_norm\.scale$")
 
 
 class CheckpointMismatch(RuntimeError):
@@ -95,14 +99,16 @@ def load_weights(
     prefer: str = "ema",
     drop_prefixes: tuple[str, ...] = (),
     init_prefixes: tuple[str, ...] = (),
+    init_group: re.Pattern | None = None,
     key: str | None = None,
 ) -> dict[str, list[str]]:
     """Load `source` (a path or a loaded checkpoint) into `net`.
 
     Every key must match in name and shape, except keys under `drop_prefixes` (ignored if present in the
     checkpoint) and `init_prefixes` (keep the network's initialisation if absent from it). Anything else
-    raises CheckpointMismatch listing the offending keys. Returns what was dropped and initialised. `key` names the
-    config key of a path source in errors.
+    raises CheckpointMismatch listing the offending keys. Keys matching `init_group` keep their initialisation
+    when the checkpoint has none of them. Returns what was dropped and initialised. `key` names the config key of a
+    path source in errors.
     """
     where = key or "the checkpoint"
     if not isinstance(source, dict):
@@ -117,7 +123,9 @@ def load_weights(
                               f"expected a Lightning .ckpt, an {{'ema': ..., 'model': ...}} file or a state dict")
     own = net.state_dict()
     dropped = sorted(k for k in sd if k not in own and k.startswith(tuple(drop_prefixes)))
-    initialised = sorted(k for k in own if k not in sd and k.startswith(tuple(init_prefixes)))
+    group_absent = init_group is not None and not any(init_group.match(k) for k in sd)
+    initialised = sorted(k for k in own if k not in sd and (k.startswith(tuple(init_prefixes))
+                                                           or (group_absent and init_group.match(k))))
     unexpected = sorted(k for k in sd if k not in own and k not in dropped)
     missing = sorted(k for k in own if k not in sd and k not in initialised)
     wrong_shape = sorted(k for k in sd if k in own and sd[k].shape != own[k].shape)
@@ -142,8 +150,22 @@ def load_weights(
 def load_pretrained(net: nn.Module, source: str | Path | dict, prefer: str = "ema",
                     key: str | None = None) -> dict[str, list[str]]:
     """Weights to fine-tune from or to sample with: strict, except REPA projectors (dropped: DMFT and sampling
-    never use them) and a DMFT's log-variance head (kept as initialised when the checkpoint is a SiT's)."""
-    return load_weights(net, source, prefer=prefer, key=key, **SIT_TO_DMFT)
+    never use them), a DMFT's log-variance head (kept as initialised when the checkpoint is a SiT's) and RMS
+    qk-norm scales when the checkpoint has none (they start at 1)."""
+    return load_weights(net, source, prefer=prefer, init_group=QK_NORM_KEYS, key=key, **SIT_TO_DMFT)
+
+
+def describe_load(report: dict[str, list[str]]) -> str:
+    """One line for the log: what the key policy dropped and what kept its initialisation, by module."""
+    def groups(keys):
+        names = sorted({"qk-norm scales (start at 1)" if QK_NORM_KEYS.match(k) else k.split(".")[0] for k in keys})
+        return ", ".join(names)
+    parts = []
+    if report["dropped"]:
+        parts.append(f"dropped {len(report['dropped'])} keys ({groups(report['dropped'])})")
+    if report["initialised"]:
+        parts.append(f"kept the initialisation of {len(report['initialised'])} keys ({groups(report['initialised'])})")
+    return "; ".join(parts) or "every key loaded"
 
 
 # What a network is beyond its state dict: attributes whose change keeps every tensor shape (dmf_depth moves the

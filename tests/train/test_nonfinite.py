@@ -10,7 +10,7 @@ from dmf.train.entry import train
 from dmf.train.nonfinite import NonFiniteError
 from tests.helpers import compose_config
 
-TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "data.datamodule.batch_size=16",
+TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "data.global_batch_size=16",
         "callbacks.progress.refresh_rate=0", "trainer.log_every_n_steps=1"]
 DIVERGE = ["optim.lr=1e30", "trainer.max_steps=6", "callbacks.checkpoint.every_n_train_steps=1"]
 

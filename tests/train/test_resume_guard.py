@@ -11,7 +11,7 @@ from dmf.train.entry import train
 from dmf.train.resume_guard import ResumeConflict
 from tests.helpers import compose_config
 
-TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "data.datamodule.batch_size=16",
+TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "data.global_batch_size=16",
         "callbacks.progress.refresh_rate=0", "model.dmf_depth=1", "trainer.log_every_n_steps=1"]
 
 
