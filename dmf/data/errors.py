@@ -45,4 +45,4 @@ class ErrorPolicy:
         if n <= 10 or (n & (n - 1)) == 0:
             info = torch.utils.data.get_worker_info()
             who = "main process" if info is None else f"DataLoader worker {info.id}"
-            log.warning("%s (%s): skipped bad item #%d (on_error=skip): %s", self.where, who, n, err)
+            log.warning("%s (%s): skipped bad sample #%d (on_error=skip): %s", self.where, who, n, err)

@@ -153,7 +153,7 @@ def test_a_bad_shard_drawn_again_and_again_counts_once_and_names_the_worker(shar
     with caplog.at_level("WARNING", logger="dmf.data.errors"):
         assert len(list(ds)) == 200  # the cut shard is drawn dozens of times
     assert ds.policy.skipped == 1
-    lines = [r.getMessage() for r in caplog.records if "skipped bad item" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "skipped bad sample" in r.getMessage()]
     assert len(lines) == 1 and "(main process)" in lines[0] and "ended after 5 of its 7 samples" in lines[0]
     loader = DataLoader(ShardDataset([str(cut), urls[3]], 1.0, resampled=True, num_samples=100, on_error="skip",
                                      shard_counts={str(cut): 7, urls[3]: 1}, num_workers=1),
