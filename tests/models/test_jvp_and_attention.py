@@ -3,7 +3,7 @@ import torch
 from torch.func import jvp
 
 from dmf.models.attention import available_backends, get_backend, set_attention_backend
-from dmf.models.attention.registry import resolve
+from dmf.models.attention.registry import choose, resolve
 from tests.helpers import tiny_dmft
 
 
@@ -48,6 +48,14 @@ def test_unknown_backend_is_rejected_at_build_time():
         tiny_dmft(attention="flsh")
 
 
-def test_flash_backend_is_not_offered_on_cpu():
-    assert "flash" not in available_backends(torch.device("cpu"))
+def test_gpu_kernels_are_not_offered_on_cpu():
+    assert {"flash", "fused_jvp"}.isdisjoint(available_backends(torch.device("cpu")))
     assert available_backends(torch.device("cpu"))[:2] == ["sdpa", "math"]
+
+
+def test_auto_on_cuda_picks_the_fused_jvp_kernel_for_tangents_and_sdpa_or_flash_otherwise():
+    pytest.importorskip("triton")
+    cuda = torch.device("cuda")  # choose() only asks each backend whether it runs on this device type
+    assert choose(needs_jvp=True, device=cuda).name == "fused_jvp"
+    assert choose(needs_jvp=False, device=cuda).name in ("flash", "sdpa")
+    assert choose(needs_jvp=True, device=torch.device("cpu")).name == "math"

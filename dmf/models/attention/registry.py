@@ -59,7 +59,12 @@ def resolve(name: str, q: torch.Tensor) -> AttentionBackend:
                 f"({[b.name for b in _BACKENDS.values() if b.supports_jvp]})"
             )
         return backend
+    return choose(needs_jvp, q.device)
+
+
+def choose(needs_jvp: bool, device: torch.device) -> AttentionBackend:
+    """`auto`: the highest-priority backend available on `device` that supports what the call needs."""
     for backend in sorted(_BACKENDS.values(), key=lambda b: -b.priority):
-        if (backend.supports_jvp or not needs_jvp) and backend.is_available(q.device):
+        if (backend.supports_jvp or not needs_jvp) and backend.is_available(device):
             return backend
     raise RuntimeError("no attention backend available")  # unreachable: `math` runs everywhere

@@ -1,0 +1,173 @@
+"""Triton kernels for non-causal attention and its forward-mode derivative (JVP).
+
+Shapes (B, H, L, D), any strides, any L (the key tail is masked), D <= 256 (loaded into a power-of-two
+block of at least 16, the padding masked to zero). Inputs fp16 / bf16 / fp32; every dot accumulates in fp32.
+
+- `forward(q, k, v, scale)` -> o, lse: flash-style online softmax, one pass over the keys.
+- `tangent(q, k, v, o, lse, dq, dk, dv, scale)` -> (do, dlse): with p = exp(s - lse) known exactly from the
+  forward's log-sum-exp there is nothing to rescale, so one pass accumulates
+      sum_j p_ij s'_ij v_j + p_ij v'_j   and   g_i = sum_j p_ij s'_ij,   s' = scale (q' k^T + q k'^T),
+  and do = that - g o (the softmax JVP), dlse = g. o is read, not recomputed.
+
+On a CPU tensor the kernels run in Triton's interpreter (tests only; slow). On CUDA they are autotuned
+over a few block shapes per (L, D, dtype).
+"""
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+LN2 = 0.6931471805599453
+
+
+def _forward_kernel(
+    Q, K, V, O, LSE,
+    sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, sob, soh, sol, sod,
+    H, L, D, scale_log2,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    pid_m, pid_bh = tl.program_id(0), tl.program_id(1)
+    b, h = (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+    dims = tl.arange(0, BLOCK_D)
+    row_ok, dim_ok = rows < L, dims < D
+    q = tl.load(Q + b * sqb + h * sqh + rows[:, None] * sql + dims[None, :] * sqd,
+                mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
+    k_base, v_base = K + b * skb + h * skh, V + b * svb + h * svh
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    for start in range(0, L, BLOCK_N):
+        n = start + cols
+        n_ok = n < L
+        k_t = tl.load(k_base + n[None, :] * skl + dims[:, None] * skd, mask=n_ok[None, :] & dim_ok[:, None], other=0.0)
+        s = tl.dot(q, k_t, input_precision=PRECISION) * scale_log2  # log2 domain: exp2 is the fast path
+        s = tl.where(n_ok[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(v_base + n[:, None] * svl + dims[None, :] * svd, mask=n_ok[:, None] & dim_ok[None, :], other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m_i = m_new
+    o = acc / l_i[:, None]
+    tl.store(O + b * sob + h * soh + rows[:, None] * sol + dims[None, :] * sod, o.to(O.dtype.element_ty),
+             mask=row_ok[:, None] & dim_ok[None, :])
+    tl.store(LSE + pid_bh.to(tl.int64) * L + rows, (m_i + tl.log2(l_i)) * 0.6931471805599453, mask=row_ok)
+
+
+def _tangent_kernel(
+    Q, K, V, QT, KT, VT, O, LSE, OT, LSET,
+    sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd,
+    tqb, tqh, tql, tqd, tkb, tkh, tkl, tkd, tvb, tvh, tvl, tvd,
+    sob, soh, sol, sod, tob, toh, tol, tod,
+    H, L, D, scale,
+    PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    pid_m, pid_bh = tl.program_id(0), tl.program_id(1)
+    b, h = (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+    dims = tl.arange(0, BLOCK_D)
+    row_ok, dim_ok = rows < L, dims < D
+    tile_ok = row_ok[:, None] & dim_ok[None, :]
+    q = tl.load(Q + b * sqb + h * sqh + rows[:, None] * sql + dims[None, :] * sqd, mask=tile_ok, other=0.0)
+    q_t = tl.load(QT + b * tqb + h * tqh + rows[:, None] * tql + dims[None, :] * tqd, mask=tile_ok, other=0.0)
+    lse_log2 = tl.load(LSE + pid_bh.to(tl.int64) * L + rows, mask=row_ok, other=0.0) * 1.4426950408889634
+    k_base, v_base = K + b * skb + h * skh, V + b * svb + h * svh
+    kt_base, vt_base = KT + b * tkb + h * tkh, VT + b * tvb + h * tvh
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)  # sum_j p s' v + p v'
+    g = tl.zeros([BLOCK_M], tl.float32)  # sum_j p s' = the tangent of lse
+    for start in range(0, L, BLOCK_N):
+        n = start + cols
+        n_ok = n < L
+        kmask, vmask = n_ok[None, :] & dim_ok[:, None], n_ok[:, None] & dim_ok[None, :]
+        k_t = tl.load(k_base + n[None, :] * skl + dims[:, None] * skd, mask=kmask, other=0.0)
+        kd_t = tl.load(kt_base + n[None, :] * tkl + dims[:, None] * tkd, mask=kmask, other=0.0)
+        s = tl.dot(q, k_t, input_precision=PRECISION) * (scale * 1.4426950408889634)
+        p = tl.where(n_ok[None, :], tl.exp2(s - lse_log2[:, None]), 0.0)
+        s_t = tl.dot(q_t, k_t, input_precision=PRECISION)
+        s_t = tl.dot(q, kd_t, s_t, input_precision=PRECISION) * scale
+        ps = p * s_t
+        g += tl.sum(ps, 1)
+        v = tl.load(v_base + n[:, None] * svl + dims[None, :] * svd, mask=vmask, other=0.0)
+        v_t = tl.load(vt_base + n[:, None] * tvl + dims[None, :] * tvd, mask=vmask, other=0.0)
+        acc = tl.dot(ps.to(v.dtype), v, acc, input_precision=PRECISION)
+        acc = tl.dot(p.to(v_t.dtype), v_t, acc, input_precision=PRECISION)
+    o = tl.load(O + b * sob + h * soh + rows[:, None] * sol + dims[None, :] * sod, mask=tile_ok, other=0.0)
+    o_t = acc - g[:, None] * o.to(tl.float32)
+    tl.store(OT + b * tob + h * toh + rows[:, None] * tol + dims[None, :] * tod, o_t.to(OT.dtype.element_ty),
+             mask=tile_ok)
+    tl.store(LSET + pid_bh.to(tl.int64) * L + rows, g, mask=row_ok)
+
+
+def _configs(block_ms, block_ns, warps, stages):
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s)
+            for m in block_ms for n in block_ns for w in warps for s in stages]
+
+
+_AUTOTUNE_KEY = ["L", "BLOCK_D", "PRECISION"]
+_GPU_FORWARD = triton.autotune(_configs((64, 128), (32, 64), (4, 8), (2, 3)), key=_AUTOTUNE_KEY)(
+    triton.jit(_forward_kernel))
+_GPU_TANGENT = triton.autotune(_configs((32, 64, 128), (32, 64), (4, 8), (2, 3)), key=_AUTOTUNE_KEY)(
+    triton.jit(_tangent_kernel))
+_CPU_BLOCKS = {"BLOCK_M": 32, "BLOCK_N": 32}  # the interpreter: small blocks, no tuning
+
+
+def interpreter_ready() -> bool:
+    """Triton's interpreter works only if TRITON_INTERPRET=1 was set before triton was first imported (its own
+    library functions are built for one mode at import)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(tl.standard.max, InterpretedFunction)
+
+
+@functools.cache
+def _interpreted(kernel):
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return InterpretedFunction(kernel)
+
+
+def _launcher(kernel, gpu_kernel, device: torch.device):
+    if device.type == "cuda":
+        return lambda grid, *args, **kw: gpu_kernel[grid](*args, **kw)
+    return lambda grid, *args, **kw: _interpreted(kernel)[grid](*args, **kw, **_CPU_BLOCKS)
+
+
+def _block_d(d: int) -> int:
+    return max(16, triton.next_power_of_2(d))
+
+
+def _precision(dtype: torch.dtype) -> str:
+    # fp32 inputs follow torch's matmul setting (TF32 only where the user allowed it); 16-bit inputs ignore it
+    return "tf32" if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
+def _grid(q):
+    b, h, n, _ = q.shape
+    return lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), b * h)
+
+
+def forward(q, k, v, scale: float):
+    b, h, n, d = q.shape
+    o = torch.empty_like(q, memory_format=torch.contiguous_format)
+    lse = torch.empty((b, h, n), device=q.device, dtype=torch.float32)
+    launch = _launcher(_forward_kernel, _GPU_FORWARD, q.device)
+    launch(_grid(q), q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+           h, n, d, scale * LOG2E, PRECISION=_precision(q.dtype), BLOCK_D=_block_d(d))
+    return o, lse
+
+
+def tangent(q, k, v, o, lse, q_t, k_t, v_t, scale: float):
+    b, h, n, d = q.shape
+    o_t = torch.empty_like(o, memory_format=torch.contiguous_format)
+    lse_t = torch.empty_like(lse)
+    launch = _launcher(_tangent_kernel, _GPU_TANGENT, q.device)
+    launch(_grid(q), q, k, v, q_t, k_t, v_t, o, lse, o_t, lse_t,
+           *q.stride(), *k.stride(), *v.stride(), *q_t.stride(), *k_t.stride(), *v_t.stride(),
+           *o.stride(), *o_t.stride(), h, n, d, scale, PRECISION=_precision(q.dtype), BLOCK_D=_block_d(d))
+    return o_t, lse_t
