@@ -72,7 +72,7 @@ def fingerprint(cfg: DictConfig, plan: Plan, steps: int, score: bool, scorer) ->
         "chunk_size": plan.chunk_size, "feature_batch_size": plan.feature_batch_size, "labels": plan.labels, "quantize": plan.quantize, "shape": list(plan.shape),
         "num_classes": plan.num_classes, "ckpt": str(cfg.ckpt), "model": container(cfg.model),
         "sampler": {**container(cfg.sampler), "steps": steps}, "vae": container(cfg.data.vae),
-        "precision": cfg.eval.precision,
+        "precision": cfg.eval.precision, "decode_precision": cfg.eval.get("decode_precision", "fp32"),
     }
     if score:
         fp["metrics"] = {n: container(cfg.eval.metric_defs[n]) for n in scorer.metrics}
@@ -161,7 +161,7 @@ def _generate_all(cfg: DictConfig, score: bool, info: edist.DistInfo):
         _set_precision(ec.precision, device)
     for k, sampler, step_dir, fp, _ in todo:
         label = f"{sampler.name}_{k}"
-        render = Renderer(net, sampler, vae, device, PRECISIONS[ec.precision])
+        render = Renderer(net, sampler, vae, device, PRECISIONS[ec.precision], ec.get("decode_precision", "fp32"))
         writers = ([PngWriter(step_dir / "images")] if want_png else []) + ([NpzWriter(step_dir)] if ec.save_npz else [])
         outcome = run(plan, render, scorer, info, step_dir, fp, writers, ec.checkpoint_every_s, label, log)
         if info.is_main:

@@ -40,12 +40,20 @@ class Plan:
         return torch.arange(c * self.chunk_size, min((c + 1) * self.chunk_size, self.num_samples))
 
 
+# eval.decode_precision: the VAE decode in fp32 (the reference pipeline) or under bf16 autocast (convolutions in
+# bf16, normalisations in fp32; several times faster on GPUs; the trade is measured in docs/eval.md)
+DECODE_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
 class Renderer:
     """indices -> (uint8 RGB images, labels) on `device`: noise and labels from (seed, i), sampler, decode."""
 
-    def __init__(self, net, sampler, vae, device, autocast_dtype: torch.dtype | None = None):
+    def __init__(self, net, sampler, vae, device, autocast_dtype: torch.dtype | None = None,
+                 decode_precision: str = "fp32"):
+        if decode_precision not in DECODE_PRECISIONS:
+            raise ValueError(f"eval.decode_precision={decode_precision!r} must be one of {list(DECODE_PRECISIONS)}")
         self.net, self.sampler, self.vae, self.device = net, sampler, vae, torch.device(device)
-        self.autocast_dtype = autocast_dtype
+        self.autocast_dtype, self.decode_dtype = autocast_dtype, DECODE_PRECISIONS[decode_precision]
 
     @torch.no_grad()
     def __call__(self, plan: Plan, indices: torch.Tensor):
@@ -56,7 +64,8 @@ class Renderer:
         kwargs = {"step_noise": step_noise.to(self.device)} if stochastic else {}
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             x0 = self.sampler(self.net, noise, y, **kwargs)
-        images = self.vae.decode(x0.float())  # decode in fp32, as the reference pipeline does
+        with torch.autocast(self.device.type, dtype=self.decode_dtype, enabled=self.decode_dtype is not None):
+            images = self.vae.decode(x0.float()).float()
         return to_uint8(images, plan.quantize), y
 
 
