@@ -82,6 +82,7 @@ def main():
     p.add_argument("--num-samples", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="tf32")
+    p.add_argument("--decode-precision", choices=["fp32", "bf16"], default="fp32", help="eval.decode_precision")
     p.add_argument("--out", help="append a markdown row block to this file")
     a = p.parse_args()
     device = torch.device(a.device)
@@ -105,7 +106,7 @@ def main():
         scorer = Scorer(metrics, exts).to(device) if metrics else None
     plan = Plan(a.num_samples, 0, (channels, latent, latent), net.num_classes, a.batch, chunk_size=a.num_samples)
     render = Renderer(net, build_sampler("euler", steps=a.steps), vae, device,
-                      torch.bfloat16 if a.precision == "bf16" else None)
+                      torch.bfloat16 if a.precision == "bf16" else None, decode_precision=a.decode_precision)
     run(Plan(a.batch, 0, plan.shape, plan.num_classes, a.batch), render, scorer, log=lambda m: None)  # warm-up
     rates = []
     for _ in range(a.repeats):
@@ -119,7 +120,7 @@ def main():
     median = statistics.median(rates)
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     line = (f"| {machine} | {a.model} {a.resolution}px ({channels}x{latent}x{latent}) | {a.vae} | "
-            f"{a.features} | {a.steps} | {a.batch} | {a.precision} | {median:.1f} | "
+            f"{a.features} | {a.steps} | {a.batch} | {a.precision} / decode {a.decode_precision} | {median:.1f} | "
             f"{', '.join(f'{r:.1f}' for r in rates)} |")
     print(line)
     if a.out:

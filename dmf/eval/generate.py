@@ -45,6 +45,12 @@ class Plan:
 DECODE_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
+def decode(vae, z: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Latents -> float32 images; `dtype` (eval.decode_precision) runs the decoder under that autocast."""
+    with torch.autocast(z.device.type, dtype=dtype, enabled=dtype is not None):
+        return vae.decode(z.float()).float()
+
+
 class Renderer:
     """indices -> (uint8 RGB images, labels) on `device`: noise and labels from (seed, i), sampler, decode."""
 
@@ -64,8 +70,7 @@ class Renderer:
         kwargs = {"step_noise": step_noise.to(self.device)} if stochastic else {}
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             x0 = self.sampler(self.net, noise, y, **kwargs)
-        with torch.autocast(self.device.type, dtype=self.decode_dtype, enabled=self.decode_dtype is not None):
-            images = self.vae.decode(x0.float()).float()
+        images = decode(self.vae, x0, self.decode_dtype)
         return to_uint8(images, plan.quantize), y
 
 
