@@ -19,11 +19,13 @@ def main():
     p.add_argument("--dmf-depth", type=int, default=20)
     p.add_argument("--qk-norm", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", nargs=3, type=int, metavar=("DEPTH", "HIDDEN", "HEADS"), help="a custom size (smoke runs)")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     torch.manual_seed(a.seed)
     net = build_model(a.model, input_size=a.input_size, in_channels=a.channels, num_classes=a.num_classes,
-                      dmf_depth=a.dmf_depth if a.model.startswith("DMFT") else None, qk_norm=a.qk_norm)
+                      dmf_depth=a.dmf_depth if a.model.startswith("DMFT") else None, qk_norm=a.qk_norm,
+                      **(dict(zip(("depth", "hidden_size", "num_heads"), a.size)) if a.size else {}))
     for p_ in net.parameters():  # DiT zero-inits the output layers: a realistic step needs non-zero weights
         if p_.dim() > 1:
             torch.nn.init.normal_(p_, std=0.02)
