@@ -23,6 +23,12 @@ LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 
 
+@triton.jit
+def _tile(ptr, i, j, s_i, s_j, n_i, n_j):
+    """The (len(i), len(j)) tile at ptr[i * s_i + j * s_j]; zero outside [0, n_i) x [0, n_j) (ragged L, padded D)."""
+    return tl.load(ptr + i[:, None] * s_i + j[None, :] * s_j, mask=(i[:, None] < n_i) & (j[None, :] < n_j), other=0.0)
+
+
 def _forward_kernel(
     Q, K, V, O, LSE,
     sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, sob, soh, sol, sod,
@@ -31,33 +37,28 @@ def _forward_kernel(
 ):
     pid_m, pid_bh = tl.program_id(0), tl.program_id(1)
     b, h = (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    cols = tl.arange(0, BLOCK_N)
-    dims = tl.arange(0, BLOCK_D)
-    row_ok, dim_ok = rows < L, dims < D
-    q = tl.load(Q + b * sqb + h * sqh + rows[:, None] * sql + dims[None, :] * sqd,
-                mask=row_ok[:, None] & dim_ok[None, :], other=0.0)
+    rows, dims = pid_m * BLOCK_M + tl.arange(0, BLOCK_M), tl.arange(0, BLOCK_D)
+    q = _tile(Q + b * sqb + h * sqh, rows, dims, sql, sqd, L, D)
     k_base, v_base = K + b * skb + h * skh, V + b * svb + h * svh
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     for start in range(0, L, BLOCK_N):
-        n = start + cols
-        n_ok = n < L
-        k_t = tl.load(k_base + n[None, :] * skl + dims[:, None] * skd, mask=n_ok[None, :] & dim_ok[:, None], other=0.0)
+        n = start + tl.arange(0, BLOCK_N)
+        k_t = _tile(k_base, dims, n, skd, skl, D, L)  # k^T, (BLOCK_D, BLOCK_N)
         s = tl.dot(q, k_t, input_precision=PRECISION) * scale_log2  # log2 domain: exp2 is the fast path
-        s = tl.where(n_ok[None, :], s, float("-inf"))
+        s = tl.where(n[None, :] < L, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_base + n[:, None] * svl + dims[None, :] * svd, mask=n_ok[:, None] & dim_ok[None, :], other=0.0)
+        v = _tile(v_base, n, dims, svl, svd, L, D)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     o = acc / l_i[:, None]
     tl.store(O + b * sob + h * soh + rows[:, None] * sol + dims[None, :] * sod, o.to(O.dtype.element_ty),
-             mask=row_ok[:, None] & dim_ok[None, :])
-    tl.store(LSE + pid_bh.to(tl.int64) * L + rows, (m_i + tl.log2(l_i)) * 0.6931471805599453, mask=row_ok)
+             mask=(rows[:, None] < L) & (dims[None, :] < D))
+    tl.store(LSE + pid_bh.to(tl.int64) * L + rows, (m_i + tl.log2(l_i)) * 0.6931471805599453, mask=rows < L)
 
 
 def _tangent_kernel(
@@ -70,39 +71,33 @@ def _tangent_kernel(
 ):
     pid_m, pid_bh = tl.program_id(0), tl.program_id(1)
     b, h = (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    cols = tl.arange(0, BLOCK_N)
-    dims = tl.arange(0, BLOCK_D)
-    row_ok, dim_ok = rows < L, dims < D
-    tile_ok = row_ok[:, None] & dim_ok[None, :]
-    q = tl.load(Q + b * sqb + h * sqh + rows[:, None] * sql + dims[None, :] * sqd, mask=tile_ok, other=0.0)
-    q_t = tl.load(QT + b * tqb + h * tqh + rows[:, None] * tql + dims[None, :] * tqd, mask=tile_ok, other=0.0)
-    lse_log2 = tl.load(LSE + pid_bh.to(tl.int64) * L + rows, mask=row_ok, other=0.0) * 1.4426950408889634
+    rows, dims = pid_m * BLOCK_M + tl.arange(0, BLOCK_M), tl.arange(0, BLOCK_D)
+    q = _tile(Q + b * sqb + h * sqh, rows, dims, sql, sqd, L, D)
+    q_t = _tile(QT + b * tqb + h * tqh, rows, dims, tql, tqd, L, D)
+    lse_log2 = tl.load(LSE + pid_bh.to(tl.int64) * L + rows, mask=rows < L, other=0.0) * 1.4426950408889634
     k_base, v_base = K + b * skb + h * skh, V + b * svb + h * svh
     kt_base, vt_base = KT + b * tkb + h * tkh, VT + b * tvb + h * tvh
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)  # sum_j p s' v + p v'
     g = tl.zeros([BLOCK_M], tl.float32)  # sum_j p s' = the tangent of lse
     for start in range(0, L, BLOCK_N):
-        n = start + cols
-        n_ok = n < L
-        kmask, vmask = n_ok[None, :] & dim_ok[:, None], n_ok[:, None] & dim_ok[None, :]
-        k_t = tl.load(k_base + n[None, :] * skl + dims[:, None] * skd, mask=kmask, other=0.0)
-        kd_t = tl.load(kt_base + n[None, :] * tkl + dims[:, None] * tkd, mask=kmask, other=0.0)
+        n = start + tl.arange(0, BLOCK_N)
+        k_t = _tile(k_base, dims, n, skd, skl, D, L)
+        kd_t = _tile(kt_base, dims, n, tkd, tkl, D, L)
         s = tl.dot(q, k_t, input_precision=PRECISION) * (scale * 1.4426950408889634)
-        p = tl.where(n_ok[None, :], tl.exp2(s - lse_log2[:, None]), 0.0)
+        p = tl.where(n[None, :] < L, tl.exp2(s - lse_log2[:, None]), 0.0)
         s_t = tl.dot(q_t, k_t, input_precision=PRECISION)
         s_t = tl.dot(q, kd_t, s_t, input_precision=PRECISION) * scale
         ps = p * s_t
         g += tl.sum(ps, 1)
-        v = tl.load(v_base + n[:, None] * svl + dims[None, :] * svd, mask=vmask, other=0.0)
-        v_t = tl.load(vt_base + n[:, None] * tvl + dims[None, :] * tvd, mask=vmask, other=0.0)
+        v = _tile(v_base, n, dims, svl, svd, L, D)
+        v_t = _tile(vt_base, n, dims, tvl, tvd, L, D)
         acc = tl.dot(ps.to(v.dtype), v, acc, input_precision=PRECISION)
         acc = tl.dot(p.to(v_t.dtype), v_t, acc, input_precision=PRECISION)
-    o = tl.load(O + b * sob + h * soh + rows[:, None] * sol + dims[None, :] * sod, mask=tile_ok, other=0.0)
+    o = _tile(O + b * sob + h * soh, rows, dims, sol, sod, L, D)
     o_t = acc - g[:, None] * o.to(tl.float32)
     tl.store(OT + b * tob + h * toh + rows[:, None] * tol + dims[None, :] * tod, o_t.to(OT.dtype.element_ty),
-             mask=tile_ok)
-    tl.store(LSET + pid_bh.to(tl.int64) * L + rows, g, mask=row_ok)
+             mask=(rows[:, None] < L) & (dims[None, :] < D))
+    tl.store(LSET + pid_bh.to(tl.int64) * L + rows, g, mask=rows < L)
 
 
 def _configs(*shapes):
