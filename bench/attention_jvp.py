@@ -2,7 +2,7 @@
 primal o only (the target built from o' is stop-gradient). Fused JVP kernel (dmf/kernels) vs math attention,
 in one run, plus a flash/SDPA forward alone for scale. Also the error of each against float64 math.
 
-    python bench/attention_jvp.py --lengths 256,1024 --batch 16 --heads 16 --head-dim 72 --out bench/results/attention_jvp_gpu.md
+    PYTHONPATH=. python bench/attention_jvp.py --lengths 256,1024 --batch 16 --heads 16 --head-dim 72 --out bench/results/attention_jvp_gpu.md
 
 On a CPU the fused kernel runs in Triton's interpreter: use tiny shapes, for a smoke test only
 (`--lengths 37 --batch 1 --heads 2 --iters 2`); its times mean nothing.
@@ -21,6 +21,7 @@ import time  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.func import jvp  # noqa: E402
 
+from bench.machine import machine_name  # noqa: E402
 from dmf.models.attention import get_backend  # noqa: E402
 
 
@@ -108,7 +109,7 @@ def main():
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype) if device.type == "cuda" else torch.float32
-    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU (Triton interpreter: times mean nothing)"
+    name = machine_name(device) + ("" if device.type == "cuda" else " (Triton interpreter: times mean nothing)")
     lines = [f"\n### Attention + JVP, B={args.batch}, H={args.heads}, d={args.head_dim}, {str(dtype)[6:]}, {name}, "
              f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n",
              "| L | attention | fwd+JVP ms | speed-up | fwd+JVP+bwd ms | peak GiB | rel. error o / o' vs float64 |",

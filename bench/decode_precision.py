@@ -1,8 +1,8 @@
 """eval.decode_precision: SD-VAE decode in fp32 vs bf16 autocast on real decoder shapes: time per image and the
 uint8 pixel difference, through dmf.eval.generate.decode (the code path of mode=eval).
 
-    python bench/decode_precision.py --out bench/results/decode_precision_gpu.md                # random weights
-    python bench/decode_precision.py --vae-path /weights/sd-vae-ft-ema --out ...               # real weights
+    PYTHONPATH=. python bench/decode_precision.py --out bench/results/decode_precision_gpu.md                # random weights
+    PYTHONPATH=. python bench/decode_precision.py --vae-path /weights/sd-vae-ft-ema --out ...               # real weights
 
 Latents: the VAE's own encoding of real photos (scikit-learn's sample images, 256x256 crops), so with real
 weights the pixel difference is the one FID would see. With random weights (no download here) the images are
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from dmf.eval.generate import DECODE_PRECISIONS, decode
+from bench.machine import machine_name
 from dmf.eval.images import to_uint8
 
 
@@ -79,7 +80,7 @@ def main():
             runs.append(time.perf_counter() - t0)
         times[name] = statistics.median(runs) / a.batch
     diff = (out["fp32"] - out["bf16"]).abs().float()
-    card = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    card = machine_name(device)
     lines = [f"\n### SD-VAE decode {a.resolution}px, batch {a.batch}, {card}, {what}, torch {torch.__version__}, "
              f"{time.strftime('%Y-%m-%d')}\n",
              "| decode | ms / image | img/s | uint8 diff vs fp32: mean / max / share > 2 levels |", "|---|---|---|---|",

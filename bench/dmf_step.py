@@ -2,9 +2,9 @@
 for several settings in ONE run against the straightforward baseline (math attention, eager), so that the
 ratio means something on a noisy machine.
 
-    python bench/dmf_step.py --model DMFT-XL/2 --resolution 256 --batch 32 \
+    PYTHONPATH=. python bench/dmf_step.py --model DMFT-XL/2 --resolution 256 --batch 32 \
         --configs math:eager,auto:eager,auto:compile --profile auto:compile        # on a GPU (bf16 autocast)
-    python bench/dmf_step.py --model DMFT-T/2 --resolution 8 --downsample 1 --channels 1 --batch 64   # on a CPU
+    PYTHONPATH=. python bench/dmf_step.py --model DMFT-T/2 --resolution 8 --downsample 1 --channels 1 --batch 64   # on a CPU
 
 A config is `<attention.backend>:<eager|compile>`. `auto` runs SDPA/flash on every pass without tangents and,
 on CUDA, the fused JVP kernel (dmf/kernels) on the JVP pass (the math kernel on a CPU); `math` runs the math
@@ -17,7 +17,6 @@ adds where that config's step time goes (torch.profiler, device time by kernel f
 import argparse
 import gc
 import json
-import platform
 import statistics
 import time
 
@@ -29,6 +28,7 @@ from dmf.models.attention import set_attention_backend
 from dmf.models.compile import compile_network
 from dmf.objectives import DMFLoss, LogitNormalTime, ModelGuidance
 from dmf.sampling import build_sampler
+from bench.machine import machine_name
 
 
 def sync(device):
@@ -46,12 +46,6 @@ def timed(fn, device, warmup: int, iters: int) -> tuple[list[float], list[float]
         sync(device)
         out[i >= warmup].append(time.perf_counter() - t0)
     return out
-
-
-def device_name(device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
 class Setup:
@@ -207,7 +201,7 @@ def main():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     flops_img = flops_per_image(args, device)
     head = (f"\n### {args.model} at {args.resolution}{' (qk-norm)' if args.qk_norm else ''}, batch {args.batch}, "
-            f"{device_name(device)}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n\n"
+            f"{machine_name(device)}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n\n"
             f"DMF step: {flops_img / 1e9:.4g} GFLOP per image (FlopCounterMode, math attention). "
             f"Median of {args.iters} steps after {args.warmup} warm-up steps; "
             f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}.\n")
@@ -240,7 +234,7 @@ def main():
             f.write("\n".join(lines) + "\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": device_name(device), "flops_per_image": flops_img, "rows": rows}, f, indent=1)
+            json.dump({"device": machine_name(device), "flops_per_image": flops_img, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
