@@ -1,8 +1,8 @@
 """Fused attention with a forward-mode derivative: `jvp_attention(q, k, v)` = softmax(q k^T / sqrt(d)) v.
 
 Why our own kernel and not the `jvp-flash-attention` package (measured in /work/shared/ENV-NOTES.md): it
-returns silently wrong rows when L is not a multiple of 32 (DMF-XL/2 at 256 has L = 256, but a 4x4 latent
-or patch 4 at 512 has L = 64 + odd sizes in tests), its shape checks are asserts that vanish under
+returns silently wrong rows when L is not a multiple of 32 (the digits models have L = 16; any other
+resolution / patch size may not be a multiple either), its shape checks are asserts that vanish under
 `python -O`, it rejects head dim 72 (XL) so a wrapper must pad to 128 anyway, it crashes when only some
 inputs carry tangents, and only one of its two entry points works under torch.func.jvp. The math of the
 JVP is short (see dmf.kernels.triton_attention), so owning ~150 lines of Triton costs less than guarding
