@@ -44,7 +44,7 @@ part step 180 $PY bench/dmf_step.py --model DMFT-XL/2 --resolution 256 --batch 3
     --json "$RESULTS/dmf_step_256_$CARD.json"
 INIT=/tmp/dmf_xl_256_init.pt
 part train 240 bash -c "$PY bench/init_checkpoint.py --model DMFT-XL/2 --input-size 32 --out $INIT && \
-    $PY run.py experiment=dmf_xl_256 data=synthetic ckpt=$INIT trainer.devices=1 trainer.strategy=auto \
+    $PY run.py experiment=dmf_xl_256 data=synthetic ckpt=$INIT data.global_batch_size=32 trainer.devices=1 trainer.strategy=auto \
     trainer.max_steps=60 trainer.log_every_n_steps=10 data.datamodule.num_workers=4 \
     hydra.run.dir=/tmp/dmf_train_run \
     '+callbacks.step_timer={_target_: bench.step_timer.StepTimer, warmup: 20, out: $RESULTS/train_run_$CARD.json}'"
@@ -54,4 +54,12 @@ part decode 90 $PY bench/decode_precision.py --resolution 256 --batch 64 --out "
 part compile 420 $PY bench/dmf_step.py --model DMFT-XL/2 --resolution 256 --batch 32 --warmup 3 --iters 8 \
     --configs auto:eager,auto:compile --profile auto:compile --out "$RESULTS/dmf_step_$CARD.md" \
     --json "$RESULTS/dmf_step_256_compile_$CARD.json"
+# the front door against the step benchmark on the same card (issue 11: within 10 %)
+$PY - "$RESULTS/train_run_$CARD.json" "$RESULTS/dmf_step_256_$CARD.json" <<'PYEOF' 2>/dev/null | tee -a "$LOG"
+import json, sys
+train, step = (json.load(open(p)) for p in sys.argv[1:3])
+bench = next(r for r in step["rows"] if r.get("config") == "auto:eager" and "img_s" in r)
+print(f"run.py steady state {train['img_s']:.1f} img/s vs bench/dmf_step.py auto:eager {bench['img_s']:.1f} img/s: "
+      f"{train['img_s'] / bench['img_s']:.2f}x")
+PYEOF
 echo "results in $RESULTS:" && ls -la "$RESULTS"
