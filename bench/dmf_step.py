@@ -154,28 +154,54 @@ def profile_summary(setup, device, steps: int = 2, top: int = 8) -> list[str]:
     return lines
 
 
-def bench_config(args, config: str, device, batch: int, flops_img: float, baseline_s: float | None,
-                 profile: bool) -> tuple[dict, list[str]]:
+def build(args, config: str, device) -> tuple[Setup, list[str]]:
     backend, mode = config.split(":")
     if mode not in ("eager", "compile"):
         raise SystemExit(f"config {config!r}: the mode after ':' must be eager or compile")
     compile_log = []
-    setup = Setup(args, backend, mode == "compile", device, batch, log=compile_log.append)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    torch.manual_seed(0)
-    warm, times = timed(setup.step, device, args.warmup, args.iters)
+    return Setup(args, backend, mode == "compile", device, args.batch, log=compile_log.append), compile_log
+
+
+def finish(args, config, setup, compile_log, warm, times, device, flops_img, profile) -> tuple[dict, list[str]]:
+    """The row of one config from its step times; then its profile and sampling rate."""
     med = statistics.median(times)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     prof = profile_summary(setup, device) if profile else []
     sample = setup.sample_rate(args.sample_batch, args.iters)
-    del setup
-    free(device)
-    r = {"config": config, "batch": batch, "step_s": med, "img_s": batch / med, "peak_gib": peak,
-         "tflops": flops_img * batch / med / 1e12, "first_step_s": warm[0] if warm else None,
-         "compile_s": (warm[0] - med) if (warm and mode == "compile") else None, "sample_img_s": sample,
-         "speedup": (baseline_s / med) if baseline_s else 1.0, "compile_log": compile_log}
+    r = {"config": config, "batch": setup.batch, "step_s": med, "img_s": setup.batch / med, "peak_gib": peak,
+         "tflops": flops_img * setup.batch / med / 1e12, "first_step_s": warm[0] if warm else None,
+         "compile_s": (warm[0] - med) if (warm and config.endswith(":compile")) else None, "sample_img_s": sample,
+         "compile_log": compile_log}
     return r, prof
+
+
+def measure(args, configs, device, flops_img):
+    """Yields (config, row or None if out of memory, profile lines). Sequential: one config at a time (GPU:
+    each its own peak memory). Interleaved (--interleave, CPU): all built first, then timed step by step in
+    turn, so that a shared machine's changing load hits every config alike."""
+    profiled = set(args.profile.split(","))
+    if not args.interleave:
+        for config in configs:
+            try:
+                setup, log = build(args, config, device)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                torch.manual_seed(0)
+                warm, times = timed(setup.step, device, args.warmup, args.iters)
+                yield (config, *finish(args, config, setup, log, warm, times, device, flops_img, config in profiled))
+            except torch.cuda.OutOfMemoryError:
+                yield config, None, []
+            setup = None
+            free(device)
+        return
+    built = {c: build(args, c, device) for c in configs}
+    warm = {c: timed(built[c][0].step, device, args.warmup, 0)[0] for c in configs}
+    times = {c: [] for c in configs}
+    for _ in range(args.iters):
+        for c in configs:
+            times[c] += timed(built[c][0].step, device, 0, 1)[1]
+    for c in configs:
+        yield (c, *finish(args, c, *built[c], warm[c], times[c], device, flops_img, c in profiled))
 
 
 def main():
@@ -197,28 +223,28 @@ def main():
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--out", help="also append the table to this markdown file")
     p.add_argument("--json", help="also write the rows as JSON here")
+    p.add_argument("--interleave", action="store_true",
+                   help="time the configs step by step in turn (shared CPUs; holds every config in memory at once)")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     flops_img = flops_per_image(args, device)
     head = (f"\n### {args.model} at {args.resolution}{' (qk-norm)' if args.qk_norm else ''}, batch {args.batch}, "
             f"{machine_name(device)}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n\n"
             f"DMF step: {flops_img / 1e9:.4g} GFLOP per image (FlopCounterMode, math attention). "
-            f"Median of {args.iters} steps after {args.warmup} warm-up steps; "
+            f"Median of {args.iters} steps after {args.warmup} warm-up steps"
+            f"{', configs interleaved step by step' if args.interleave else ''}; "
             f"{'bf16 autocast' if device.type == 'cuda' else 'fp32'}.\n")
     lines = [head, "| config | batch | DMF step (median) | img/s | peak GiB | TFLOP/s | vs first | compile s "
              "| 1-NFE img/s |", "|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
     rows, profiles, baseline_s = [], [], None
-    for config in args.configs.split(","):
-        try:
-            r, prof = bench_config(args, config, device, args.batch, flops_img, baseline_s,
-                                   config in args.profile.split(","))
-        except torch.cuda.OutOfMemoryError:
-            free(device)
+    for config, r, prof in measure(args, args.configs.split(","), device, flops_img):
+        if r is None:
             row = f"| {config} | {args.batch} | out of memory | | | | | | |"
-            r, prof = {"config": config, "batch": args.batch, "oom": True}, []
+            r = {"config": config, "batch": args.batch, "oom": True}
         else:
             baseline_s = baseline_s or r["step_s"]
+            r["speedup"] = baseline_s / r["step_s"]
             comp = f"{r['compile_s']:.0f}" if r["compile_s"] is not None else "-"
             row = (f"| {config} | {r['batch']} | {r['step_s']:.3f} s | {r['img_s']:.1f} | {r['peak_gib']:.1f} | "
                    f"{r['tflops']:.3g} | {r['speedup']:.2f}x | {comp} | {r['sample_img_s']:.0f} |")

@@ -12,7 +12,7 @@ RESULTS = ROOT / "bench" / "results"
 RUNS = [
     ["bench/dmf_step.py", "--model", "DMFT-T/2", "--resolution", "8", "--downsample", "1", "--channels", "1",
      "--num-classes", "10", "--dmf-depth", "4", "--batch", "128", "--sample-batch", "512", "--configs", "math:eager,auto:eager",
-     "--profile", "auto:eager",
+     "--profile", "auto:eager", "--interleave", "--iters", "6",
      "--out", str(RESULTS / "dmf_step_cpu.md")],
     ["bench/eval_throughput.py", "--out", str(RESULTS / "eval_cpu.md")],
     ["bench/data_throughput.py", "--out", str(RESULTS / "data_cpu.md")],
