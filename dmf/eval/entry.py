@@ -70,7 +70,7 @@ def fingerprint(cfg: DictConfig, plan: Plan, steps: int, score: bool, identity: 
         "quantize": plan.quantize, "shape": list(plan.shape), "num_classes": plan.num_classes,
         "ckpt_sha256": identity["ckpt"], "model": container(cfg.model),
         "sampler": {**container(cfg.sampler), "steps": steps}, "vae": container(cfg.data.vae),
-        "precision": ec.precision,
+        "precision": ec.precision, "decode_precision": ec.decode_precision,
     }
     if score:
         metrics = list(ec.metrics)
@@ -193,7 +193,7 @@ def _generate_all(cfg: DictConfig, score: bool, info: edist.DistInfo):
 
     def renderer(sampler):
         return Renderer(net, sampler, vae, device, PRECISIONS[ec.precision], tf32=ec.precision != "fp32",
-                        source=f"ckpt={cfg.ckpt}")
+                        source=f"ckpt={cfg.ckpt}", decode_precision=ec.decode_precision)
 
     for k, sampler, step_dir, fp, old, missing in export_only:
         # the images are a pure function of the fingerprint: regenerate them for the new formats only, resumably

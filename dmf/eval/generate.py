@@ -41,19 +41,33 @@ class Plan:
         return torch.arange(c * self.chunk_size, min((c + 1) * self.chunk_size, self.num_samples))
 
 
+# eval.decode_precision: the VAE decode in fp32 (the reference pipeline) or under bf16 autocast (convolutions in
+# bf16, normalisations in fp32; several times faster on GPUs; the trade is measured in docs/eval.md)
+DECODE_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def decode(vae, z: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Latents -> float32 images; `dtype` (eval.decode_precision) runs the decoder under that autocast."""
+    with torch.autocast(z.device.type, dtype=dtype, enabled=dtype is not None):
+        return vae.decode(z.float()).float()
+
+
 class NonFiniteOutput(RuntimeError):
     """The network produced NaN/inf: scoring or exporting it would report numbers of broken images."""
 
 
 class Renderer:
     """indices -> (uint8 RGB images, labels) on `device`: noise and labels from (seed, i), sampler, decode.
-    `tf32` applies to the network only; decoding runs in fp32. `source` (e.g. the checkpoint) names the network in
-    errors."""
+    `tf32` applies to the network only; decoding runs in fp32 unless `decode_precision` says otherwise. `source`
+    (e.g. the checkpoint) names the network in errors."""
 
     def __init__(self, net, sampler, vae, device, autocast_dtype: torch.dtype | None = None, tf32: bool = False,
-                 source: str = "the network"):
+                 source: str = "the network", decode_precision: str = "fp32"):
+        if decode_precision not in DECODE_PRECISIONS:
+            raise ValueError(f"eval.decode_precision={decode_precision!r} must be one of {list(DECODE_PRECISIONS)}")
         self.net, self.sampler, self.vae, self.device = net, sampler, vae, torch.device(device)
         self.autocast_dtype, self.tf32, self.source = autocast_dtype, tf32, source
+        self.decode_dtype = DECODE_PRECISIONS[decode_precision]
 
     @torch.no_grad()
     def __call__(self, plan: Plan, indices: torch.Tensor):
@@ -73,7 +87,7 @@ class Renderer:
                                   f"{getattr(self.sampler, 'steps', '')} steps; the weights are probably broken (a "
                                   f"diverged training run). Nothing was scored or exported for this batch.")
         with tf32_scope(False):
-            images = self.vae.decode(x0.float())  # decode in fp32, as the reference pipeline does
+            images = decode(self.vae, x0, self.decode_dtype)
         return to_uint8(images, plan.quantize), y
 
 

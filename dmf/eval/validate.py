@@ -1,6 +1,7 @@
 """Early checks of the `eval` group: one clear error before models load or images are generated."""
 from omegaconf import DictConfig
 
+from dmf.eval.generate import DECODE_PRECISIONS
 from dmf.eval.images import QUANTIZE
 from dmf.eval.paper import PAPER_FID
 
@@ -24,6 +25,8 @@ def validate_eval(cfg: DictConfig) -> None:
         raise ValueError(f"eval.labels={ec.labels!r} must be 'random' or 'balanced'")
     if ec.precision not in ("fp32", "tf32", "bf16", "fp16"):
         raise ValueError(f"eval.precision={ec.precision!r} must be fp32, tf32, bf16 or fp16")
+    if ec.get("decode_precision", "fp32") not in DECODE_PRECISIONS:
+        raise ValueError(f"eval.decode_precision={ec.decode_precision!r} must be one of {list(DECODE_PRECISIONS)}")
     if ec.paper is not None and ec.paper not in PAPER_FID:
         raise ValueError(f"eval.paper={ec.paper!r} must be one of {sorted(PAPER_FID)} or null")
     if ec.ref_space not in ("image", "latent"):
