@@ -50,6 +50,11 @@ def parent_overrides(cfg: DictConfig) -> list[str]:
     return [o for o in overrides if override_key(o).replace("/", ".").split(".")[0] not in OWN_KEYS]
 
 
+def quoted(path) -> str:
+    """A path as an override value: sweep folders are named like `guidance.omega=0.6,sampler=euler`."""
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def compose_stage(experiment: str, overrides: list[str]) -> DictConfig:
     return compose(config_name="config", overrides=[f"experiment={experiment}", *overrides])
 
@@ -92,7 +97,7 @@ def run_stage(name: str, spec: DictConfig, overrides: list[str], run_dir: Path, 
         return Path(spec.ckpt)
     from dmf.train.entry import train
 
-    extra = [f"ckpt={parent_ckpt}"] if parent_ckpt else []
+    extra = [f"ckpt={quoted(parent_ckpt)}"] if parent_ckpt else []
     if spec.get("max_steps"):
         extra.append(f"trainer.max_steps={spec.max_steps}")
     stage_overrides = [*overrides, *extra]
@@ -118,7 +123,7 @@ def evaluate_stage(row: DictConfig, spec: DictConfig, overrides: list[str], ckpt
     from dmf.eval.entry import evaluate
 
     extra = [f"sampler={row.sampler}"] if row.get("sampler") else []
-    cfg = compose_stage(spec.experiment, [*overrides, *extra, "mode=eval", f"ckpt={ckpt}",
+    cfg = compose_stage(spec.experiment, [*overrides, *extra, "mode=eval", f"ckpt={quoted(ckpt)}",
                                           f"eval.steps=[{','.join(str(int(s)) for s in row.steps)}]"])
     # results live beside the checkpoint, one folder per evaluation setting (mode=eval refuses to mix settings)
     setting = {k: OmegaConf.to_container(cfg[k], resolve=False) for k in ("sampler", "eval")}
