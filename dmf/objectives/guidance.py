@@ -15,6 +15,10 @@ def check_interval(g_min: float, g_max: float) -> None:
 
 
 class NoGuidance:
+    def __init__(self, **experiment_options):
+        """Options an experiment set for its guidance (omega, g_min, g_max) stay in the config when guidance=none
+        is chosen on top of it (`experiment=dmf_xl_256 guidance=none`); they mean nothing without guidance."""
+
     def __call__(self, net, x_t, t, y, dropped, v):
         return v
 
