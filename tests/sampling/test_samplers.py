@@ -109,7 +109,7 @@ def test_cfg_only_inside_the_interval():
 def test_heun_decides_guidance_once_per_step_at_its_start():
     """Grid 1 -> 0.5 -> 0, interval [0.6, 1]: the first step's corrector (at t = 0.5) is guided like its
     predictor (decided at t = 1); the last step is plain Euler at 0.5, outside the interval."""
-    s = build_sampler("flow_heun", steps=2, cfg_scale=2.0, g_min=0.6, g_max=1.0)
+    s = build_sampler("flow_heun", steps=2, cfg_scale=2.0, cfg_min=0.6, cfg_max=1.0)
     y = torch.tensor([2, 4])
     out = s(LabelNet(), torch.zeros(2, 1, 1, 1), y)[:, 0, 0, 0]
     guided = 10 + 2.0 * (y - 10.0)
