@@ -156,7 +156,8 @@ def collect(cfg: DictConfig) -> dict:
     jobs = find_jobs(root)
     if not jobs:
         raise FileNotFoundError(f"no job folders (with .hydra/overrides.yaml) under dir={root}")
-    records = [read_job(j) for j in jobs]
+    # a job folder's name is its overrides; a value with "/" (a path) nests it, so name jobs relative to root
+    records = [{**read_job(j), "job": str(j.relative_to(root))} for j in jobs]
     keys = swept_keys(records)
     rows = sweep_rows(records, keys)
     md, csv_path = write_tables(rows, root)
