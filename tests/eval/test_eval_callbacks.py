@@ -41,7 +41,7 @@ def test_callbacks_in_fast_dev_run(tmp_path):
     grid = SampleGrid(SAMPLER, VAE, steps=[1, 2], num_images=20, every_n_steps=1, dirpath=str(tmp_path / "samples"))
     fid = FIDCallback(SAMPLER, VAE, METRICS, EXTRACTORS, steps=1, every_n_steps=1, num_samples=24, batch_size=8,
                       chunk_size=8, metrics=["fd_pix"], ref_stats="build",
-                      ref_source={"_target_": "dmf.eval.sources.digits"})
+                      ref_source={"_target_": "dmf.digits.data.reference"})
     module = TinyModule()
     trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", callbacks=[grid, fid], enable_progress_bar=False,
                         default_root_dir=str(tmp_path))
