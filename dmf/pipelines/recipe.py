@@ -26,7 +26,7 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.config import validate
+from dmf.config import ConfigError, validate
 
 log = logging.getLogger("dmf.pipeline")
 
@@ -159,7 +159,7 @@ def run(cfg: DictConfig) -> list[dict]:
     taken = {name: accepted(spec.experiment, inherited) for name, spec in stages.items()}
     unused = [o for o in inherited if not any(o in t for t in taken.values())]
     if unused:
-        raise ValueError(f"overrides {unused} apply to no stage of this pipeline ({', '.join(stages)}): each stage "
+        raise ConfigError(f"overrides {unused} apply to no stage of this pipeline ({', '.join(stages)}): each stage "
                          f"rejects them (a key its config lacks, or an invalid combination); check the key names")
     for name in stages:
         log.info(f"stage {name} takes {taken[name] or 'no overrides'} from the command line")
@@ -167,13 +167,13 @@ def run(cfg: DictConfig) -> list[dict]:
     for name, spec in stages.items():
         parent = spec.get("init_from")
         if parent and parent not in ckpts:
-            raise ValueError(f"pipeline.stages.{name}.init_from={parent} must name an earlier stage ({list(ckpts)})")
+            raise ConfigError(f"pipeline.stages.{name}.init_from={parent} must name an earlier stage ({list(ckpts)})")
         ckpts[name] = run_stage(name, spec, [*taken[name], *spec.get("overrides", [])], run_dir,
                                 ckpts.get(parent) if parent else None)
     rows = []
     for row in cfg.pipeline.evaluate:
         if row.stage not in stages:
-            raise ValueError(f"pipeline.evaluate row {dict(row)} names stage {row.stage!r}, not one of {list(stages)}")
+            raise ConfigError(f"pipeline.evaluate row {dict(row)} names stage {row.stage!r}, not one of {list(stages)}")
         spec = stages[row.stage]
         rows += evaluate_stage(row, spec, [*taken[row.stage], *spec.get("overrides", [])], ckpts[row.stage])
     table = markdown_table(rows)

@@ -13,9 +13,9 @@ import json
 import logging
 from pathlib import Path
 
-import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from dmf.config import ConfigError
 from dmf.eval.report import collect as eval_rows
 
 log = logging.getLogger("dmf.collect")
@@ -49,7 +49,7 @@ def read_job(job_dir: str | Path) -> dict:
     """One job folder -> {"job": name, "overrides": {key: value}, "results": [row, ...], "losses": {col: value}}."""
     job_dir = Path(job_dir)
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    overrides = parse_overrides(yaml.safe_load(overrides_file.read_text()) or []) if overrides_file.exists() else {}
+    overrides = parse_overrides(list(OmegaConf.load(overrides_file))) if overrides_file.exists() else {}
     pipeline = job_dir / "results.json"
     if pipeline.exists():
         record = json.loads(pipeline.read_text())
@@ -152,10 +152,10 @@ def plot_against(rows: list[dict], key: str, metric: str, root: Path) -> Path:
 def collect(cfg: DictConfig) -> dict:
     root = Path(cfg.dir).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"dir={root} is not a folder; pass dir=multirun/<experiment>/<date> (a sweep's folder)")
+        raise ConfigError(f"dir={root} is not a folder; pass dir=multirun/<experiment>/<date> (a sweep's folder)")
     jobs = find_jobs(root)
     if not jobs:
-        raise FileNotFoundError(f"no job folders (with .hydra/overrides.yaml) under dir={root}")
+        raise ConfigError(f"no job folders (with .hydra/overrides.yaml) under dir={root}")
     # a job folder's name is its overrides; a value with "/" (a path) nests it, so name jobs relative to root
     records = [{**read_job(j), "job": str(j.relative_to(root))} for j in jobs]
     keys = swept_keys(records)
