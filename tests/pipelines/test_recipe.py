@@ -132,7 +132,7 @@ def test_pipeline_table_equals_mode_eval_on_the_same_checkpoint(sweep, tmp_path)
     job = job_dir(sweep, "0.6", "restart")
     row = rows(job)["dmf", "restart", 2]
     out = tmp_path / "eval"
-    run_cli("mode=eval", "debug=tiny", "sampler=restart", f"ckpt='{row['ckpt']}'", "eval.steps=[2]",
+    run_cli("mode=eval", "eval=digits", "debug=tiny", "sampler=restart", f"ckpt='{row['ckpt']}'", "eval.steps=[2]",
             f"eval.out_dir={out}", f"hydra.run.dir={tmp_path / 'hydra'}", timeout=300)
     result = json.loads((out / "restart_2" / "result.json").read_text())
     assert result["metrics"]["fd_digits"] == pytest.approx(row["fd_digits"], rel=1e-9)
