@@ -45,8 +45,9 @@ def validate_model(cfg: DictConfig) -> None:
 
 
 def validate_training(cfg: DictConfig) -> None:
-    for key in ("guidance.omega", "guidance.g_min", "guidance.g_max"):
-        _number(cfg, key)
+    for key in ("omega", "g_min", "g_max"):  # each guidance file holds only its own options
+        if key in cfg.guidance:
+            _number(cfg, f"guidance.{key}")
     _number(cfg, "objective.cfg_prob", 0.0, 1.0)
     for key in ("P_mean", "P_std", "P_mean_t", "P_std_t", "P_mean_r", "P_std_r"):
         _number(cfg, f"time.{key}")
@@ -56,17 +57,20 @@ def validate_training(cfg: DictConfig) -> None:
         _number(cfg, "data.max_batch_per_device", 1, integer=True)
     if cfg.trainer.accumulate_grad_batches != "auto":
         _number(cfg, "trainer.accumulate_grad_batches", 1, integer=True)
-    if "FlowMatching" in cfg.objective._target_ and cfg.guidance.type != "none":
+    if "FlowMatching" in cfg.objective._target_ and not cfg.guidance._target_.endswith(".NoGuidance"):
         raise ConfigError(f"objective=fm trains a flow model on the plain velocity; set guidance=none "
-                          f"(got guidance.type={cfg.guidance.type})")
+                          f"(got guidance._target_={cfg.guidance._target_})")
     if "DMF" in cfg.objective._target_ and not parse_name(cfg.model.name)[0] == "DMFT":
         raise ConfigError(f"objective=dmf needs a DMFT model, got model.name={cfg.model.name}")
 
 
 def validate_sampler(cfg: DictConfig) -> None:
     _number(cfg, "sampler.steps", 1, integer=True)
-    for key in ("sampler.shift", "sampler.cfg_scale", "sampler.g_min", "sampler.g_max"):
+    for key in ("sampler.shift", "sampler.cfg_scale", "sampler.cfg_min", "sampler.cfg_max"):
         _number(cfg, key)
+    if ".FlowMap" in cfg.sampler._target_ and parse_name(cfg.model.name)[0] != "DMFT":
+        raise ConfigError(f"sampler {cfg.sampler._target_} steps a flow map u(x, t, r), but {cfg.model.name} is a "
+                          f"flow model: use sampler=flow_euler|flow_heun|flow_sde")
 
 
 def validate_values(cfg: DictConfig) -> None:
@@ -82,15 +86,16 @@ def validate_values(cfg: DictConfig) -> None:
             raise ConfigError(f"ema.decay={decay} must lie in [0, 1) (each step keeps `decay` of the average; "
                               f"values >= 1 stop or blow up the EMA weights); the paper uses 0.9999")
     g = cfg.get("guidance")
-    if g is not None and g.get("type") in ("mg", "distill"):
+    kind = {"ModelGuidance": "mg", "distill_guidance": "distill"}.get(str(g.get("_target_", "")).rsplit(".", 1)[-1]) \
+        if g is not None else None
+    if kind:
         _number(cfg, "guidance.omega")
-        hi = {"mg": 1.0, "distill": 10.0}[g.type]
+        hi = {"mg": 1.0, "distill": 10.0}[kind]
         if not 0.0 <= g.omega < hi:
             why = ("model guidance v + omega (v(y) - v(null)) acts as CFG scale 1 / (1 - omega): omega >= 1 has no "
-                   "fixed point" if g.type == "mg" else "the teacher's CFG scale; larger values only saturate images")
-            usual = "the paper uses 0.6" if g.type == "mg" else "2.5 matches mg's 0.6"
-            raise ConfigError(f"guidance.omega={g.omega} must lie in [0, {hi}) for guidance.type={g.type} ({why}); "
-                              f"{usual}")
+                   "fixed point" if kind == "mg" else "the teacher's CFG scale; larger values only saturate images")
+            usual = "the paper uses 0.6" if kind == "mg" else "2.5 matches mg's 0.6"
+            raise ConfigError(f"guidance.omega={g.omega} must lie in [0, {hi}) for guidance={kind} ({why}); {usual}")
     fixed = OmegaConf.select(cfg, "data.fixed_resolution")
     if fixed is not None and cfg.data.resolution != fixed:
         raise ConfigError(f"data.resolution={cfg.data.resolution}: data={cfg.data.get('name')} only has "

@@ -52,6 +52,60 @@ def test_bad_configs_fail_with_one_clear_message(override, message, tmp_path):
         validate(cfg)
 
 
+SAMPLERS = {"euler": "FlowMapEuler", "restart": "FlowMapRestart", "gamma": "FlowMapGamma", "flow_euler": "FlowEuler",
+            "flow_heun": "FlowHeun", "flow_sde": "FlowSDE"}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_one_sampler_file_per_sampler_with_only_its_own_options(name, tmp_path):
+    model = [] if name.startswith("flow_") else ["experiment=digits_dmf"]
+    cfg = compose_config([*model, f"sampler={name}", f"run_dir={tmp_path}", "sampler.cfg_scale=2", "sampler.cfg_max=0.7"])
+    validate(cfg)
+    sampler = instantiate(cfg.sampler)
+    assert type(sampler).__name__ == SAMPLERS[name] and sampler.name == name
+    assert (sampler.cfg_scale, sampler.cfg_max) == (2, 0.7)
+    assert ("gamma" in cfg.sampler) == (name == "gamma")
+
+
+def test_a_flow_model_is_not_sampled_as_a_flow_map(tmp_path):
+    cfg = compose_config(["experiment=sit_xl_256_repa", "sampler=restart", f"run_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"but SiT-XL/2 is a flow model: use sampler=flow_euler\|flow_heun\|flow_sde"):
+        validate(cfg)
+
+
+def test_readme_sampler_sweep_composes_for_every_job(tmp_path):
+    """`sampler=euler,restart,gamma` (README ablations): every job composes; gamma's own option only in gamma."""
+    for name in ("euler", "restart", "gamma"):
+        validate(compose_config(["experiment=dmf_xl_256", f"sampler={name}", "sampler.shift=1.5", f"run_dir={tmp_path}"]))
+    with pytest.raises(Exception, match="Could not override 'sampler.gamma'"):
+        compose_config(["sampler=euler", "sampler.gamma=0.3"])
+    assert compose_config(["sampler=gamma", "sampler.gamma=0.1"]).sampler.gamma == 0.1
+
+
+def test_guidance_files_build_through_target_without_a_type_key(tmp_path):
+    for name, cls in (("none", "NoGuidance"), ("mg", "ModelGuidance")):
+        cfg = compose_config([f"guidance={name}", f"run_dir={tmp_path}"])
+        assert "type" not in cfg.guidance and type(instantiate(cfg.guidance)).__name__ == cls
+    assert "omega" not in compose_config(["experiment=digits_flow"]).guidance  # none has no options of its own
+    # README ablation `guidance=none,mg` on an experiment that sets omega: none ignores the experiment's options
+    assert type(instantiate(compose_config(["experiment=dmf_xl_256", "guidance=none"]).guidance)).__name__ == "NoGuidance"
+
+
+def test_root_defaults_are_the_digits_setting(tmp_path):
+    """`python run.py mode=train` trains the digits DMF stage (not a DMFT-XL/2 on 8x8 digits)."""
+    cfg = compose_config(["mode=train", f"run_dir={tmp_path}"])
+    validate(cfg)
+    assert cfg.model.name == "DMFT-T/2" and cfg.data.name == "digits" and cfg.mode._target_.endswith("train")
+    assert compose_config([f"run_dir={tmp_path}"]).mode._target_ == "dmf.pipelines.recipe.run"
+
+
+def test_sweep_folders_are_named_from_the_overrides():
+    """(the real folder names: tests/pipelines/test_recipe.py's sweep)"""
+    out = run_cli("--cfg", "hydra")
+    assert out.returncode == 0, out.stderr
+    assert "subdir: ${hydra:job.override_dirname}" in out.stdout and "- hydra/launcher" in out.stdout
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 

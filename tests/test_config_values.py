@@ -17,7 +17,7 @@ ROOT = Path(__file__).parents[1]
 @pytest.mark.parametrize("override, message", [
     ("ema.decay=2", r"ema.decay=2 must lie in \[0, 1\)"),
     ("ema.decay=1.0", r"ema.decay=1.0 must lie in \[0, 1\)"),
-    ("guidance.omega=1.5", r"guidance.omega=1.5 must lie in \[0, 1.0\) for guidance.type=mg"),
+    ("guidance.omega=1.5", r"guidance.omega=1.5 must lie in \[0, 1.0\) for guidance=mg"),
     ("guidance.omega=-0.1", r"guidance.omega=-0.1 must lie"),
     ("data.resolution=16", r"data.resolution=16: data=digits only has 8x8 images"),
     ("data.resolution=abc", r"data.resolution='abc' must be an integer"),

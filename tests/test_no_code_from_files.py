@@ -67,10 +67,10 @@ def test_eval_and_sample_ckpt(tmp_path, planted, mode):
 
 
 def test_distill_teacher(planted):
-    from dmf.objectives.guidance import build_guidance
+    from dmf.objectives.guidance import distill_guidance
 
     path, marker = planted
-    msg = refused(lambda: build_guidance("distill", 1.0, teacher={"model": tiny_sit(), "ckpt": str(path)}), marker)
+    msg = refused(lambda: distill_guidance({"model": tiny_sit(), "ckpt": str(path)}, 1.0), marker)
     assert f"guidance.teacher.ckpt={path}" in msg
 
 
@@ -91,7 +91,7 @@ def test_partial_eval_states(tmp_path):
 
 
 def test_feature_network_and_classifier_weights(tmp_path):
-    from dmf.eval.digits_classifier import load_classifier
+    from dmf.digits.classifier import load_classifier
     from dmf.eval.features import DINOv2, InceptionV3
 
     marker = tmp_path / "PWNED"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset, TensorDataset
+from torch.utils.data import Dataset, IterableDataset
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
@@ -58,13 +58,6 @@ class ImageFolder(Dataset):
             img = img.convert("RGB")
             arr = center_crop_dhariwal(img, self.resolution) if self.resolution else np.array(img)
         return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1), self.labels[i]
-
-
-def digits() -> Dataset:
-    """The 1,797 real scikit-learn digits, float (1, 8, 8) in [-1, 1]: the reference of the embedded task."""
-    from dmf.data.digits import load_digits_tensors
-
-    return TensorDataset(*load_digits_tensors())
 
 
 class WebDatasetImages(IterableDataset):

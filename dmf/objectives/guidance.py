@@ -9,7 +9,16 @@ def in_interval(t: torch.Tensor, g_min: float, g_max: float) -> torch.Tensor:
     return (t >= g_min) & (t <= g_max)
 
 
+def check_interval(g_min: float, g_max: float) -> None:
+    if not 0.0 <= g_min <= g_max <= 1.0:
+        raise ValueError(f"guidance needs 0 <= g_min <= g_max <= 1, got g_min={g_min}, g_max={g_max}")
+
+
 class NoGuidance:
+    def __init__(self, **experiment_options):
+        """Options an experiment set for its guidance (omega, g_min, g_max) stay in the config when guidance=none
+        is chosen on top of it (`experiment=dmf_xl_256 guidance=none`); they mean nothing without guidance."""
+
     def __call__(self, net, x_t, t, y, dropped, v):
         return v
 
@@ -22,6 +31,7 @@ class ModelGuidance:
     was kept; else v. The network guides its own target, evaluated without gradients."""
 
     def __init__(self, omega: float, g_min: float = 0.0, g_max: float = 1.0):
+        check_interval(g_min, g_max)
         self.omega, self.g_min, self.g_max = omega, g_min, g_max
 
     def __call__(self, net, x_t, t, y, dropped, v):
@@ -43,6 +53,7 @@ class DistillGuidance:
     """A frozen flow-model teacher: inside [g_min, g_max] v_T(null) + omega (v_T(y) - v_T(null)), else v_T(y)."""
 
     def __init__(self, teacher: nn.Module, omega: float, g_min: float = 0.0, g_max: float = 1.0):
+        check_interval(g_min, g_max)
         self.teacher = teacher.eval().requires_grad_(False)
         self.omega, self.g_min, self.g_max = omega, g_min, g_max
 
@@ -60,21 +71,13 @@ class DistillGuidance:
         return self
 
 
-def build_guidance(type: str, omega: float = 0.0, g_min: float = 0.0, g_max: float = 1.0, teacher=None):
-    """From the `guidance` config group; `teacher` = {model: <built SiT>, ckpt: path or hf:// URI}."""
-    if not 0.0 <= g_min <= g_max <= 1.0:
-        raise ValueError(f"guidance needs 0 <= g_min <= g_max <= 1, got g_min={g_min}, g_max={g_max}")
-    if type == "none":
-        return NoGuidance()
-    if type == "mg":
-        return ModelGuidance(omega, g_min, g_max)
-    if type == "distill":
-        if not teacher or teacher.get("ckpt") in (None, "???"):
-            raise ValueError("guidance.type=distill needs guidance.teacher.ckpt=<SiT checkpoint path or hf:// URI>")
-        from dmf.models import load_weights
-        from dmf.models.hub import resolve_path
+def distill_guidance(teacher: dict | None, omega: float, g_min: float = 0.0, g_max: float = 1.0) -> DistillGuidance:
+    """guidance=distill: `teacher` = {model: <built SiT>, ckpt: path or hf:// URI}, loaded here."""
+    if not teacher or teacher.get("ckpt") in (None, "???"):
+        raise ValueError("guidance=distill needs guidance.teacher.ckpt=<SiT checkpoint path or hf:// URI>")
+    from dmf.models import load_weights
+    from dmf.models.hub import resolve_path
 
-        load_weights(teacher["model"], resolve_path(teacher["ckpt"]), drop_prefixes=("projectors.",),
-                     key="guidance.teacher.ckpt")
-        return DistillGuidance(teacher["model"], omega, g_min, g_max)
-    raise ValueError(f"guidance.type={type!r} is not one of none | mg | distill")
+    load_weights(teacher["model"], resolve_path(teacher["ckpt"]), drop_prefixes=("projectors.",),
+                 key="guidance.teacher.ckpt")
+    return DistillGuidance(teacher["model"], omega, g_min, g_max)

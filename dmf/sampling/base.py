@@ -10,16 +10,18 @@ class Sampler:
     name: str = ""
     stochastic = False  # True: each step but the last draws fresh noise (given through `step_noise`)
 
-    def __init__(self, steps: int = 1, shift: float = 1.0, cfg_scale: float = 1.0, g_min: float = 0.0,
-                 g_max: float = 1.0, path: str = "linear", **unused):
+    def __init__(self, steps: int = 1, shift: float = 1.0, cfg_scale: float = 1.0, cfg_min: float = 0.0,
+                 cfg_max: float = 1.0, path: str = "linear", **unused):
         if unused:
-            raise TypeError(f"sampler {self.name!r} takes no options {sorted(unused)}")
-        self.steps, self.shift, self.cfg_scale, self.g_min, self.g_max = steps, shift, cfg_scale, g_min, g_max
+            raise TypeError(f"sampler {self.name!r} takes no options {sorted(unused)} (sampler={self.name})")
+        if not 0.0 <= cfg_min <= cfg_max <= 1.0:
+            raise ValueError(f"sampler.cfg_min={cfg_min}, sampler.cfg_max={cfg_max}: need 0 <= cfg_min <= cfg_max <= 1")
+        self.steps, self.shift, self.cfg_scale, self.cfg_min, self.cfg_max = steps, shift, cfg_scale, cfg_min, cfg_max
         self.path = get_path(path)
         self.grid = time_grid(steps, shift).tolist()  # validates steps and shift at construction
 
     def model(self, net, x, t, r, y, interval_t=None):
-        return guided_output(net, x, t, r, y, self.cfg_scale, self.g_min, self.g_max, interval_t)
+        return guided_output(net, x, t, r, y, self.cfg_scale, self.cfg_min, self.cfg_max, interval_t)
 
     def step(self, net, x, t: float, t_next: float, y, noise):
         raise NotImplementedError

@@ -37,7 +37,7 @@ class FlowMapGamma(Sampler):
     name = "gamma"
     stochastic = True
 
-    def __init__(self, gamma: float = 0.0, **kwargs):
+    def __init__(self, gamma: float = 0.3, **kwargs):
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"sampler.gamma={gamma} must lie in [0, 1]")
         super().__init__(**kwargs)

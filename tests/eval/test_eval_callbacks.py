@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from dmf.train.callbacks import FIDCallback, SampleGrid
 from tests.eval.eval_helpers import TINY_MODEL, compose, tiny_net
 
-SAMPLER = {"_target_": "dmf.sampling.build_sampler", "name": "euler", "steps": 1}
+SAMPLER = {"_target_": "dmf.sampling.FlowMapEuler", "steps": 1}
 VAE = {"_target_": "dmf.data.vae.IdentityVAE"}
 METRICS = {"fd_pix": {"_target_": "dmf.eval.metrics.Frechet", "extractor": "pixels", "feature": "pix"}}
 EXTRACTORS = {"pixels": {"_target_": "tests.eval.eval_helpers.PixelFeatures"}}
@@ -41,7 +41,7 @@ def test_callbacks_in_fast_dev_run(tmp_path):
     grid = SampleGrid(SAMPLER, VAE, steps=[1, 2], num_images=20, every_n_steps=1, dirpath=str(tmp_path / "samples"))
     fid = FIDCallback(SAMPLER, VAE, METRICS, EXTRACTORS, steps=1, every_n_steps=1, num_samples=24, batch_size=8,
                       chunk_size=8, metrics=["fd_pix"], ref_stats="build",
-                      ref_source={"_target_": "dmf.eval.sources.digits"})
+                      ref_source={"_target_": "dmf.digits.data.reference"})
     module = TinyModule()
     trainer = L.Trainer(fast_dev_run=True, accelerator="cpu", callbacks=[grid, fid], enable_progress_bar=False,
                         default_root_dir=str(tmp_path))

@@ -6,9 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
+from dmf.digits.data import reference as digits
 from dmf.eval.dist import DistInfo
 from dmf.eval.reference import as_images, reference_states
-from dmf.eval.sources import ImageFolder, WebDatasetImages, center_crop_dhariwal, digits
+from dmf.eval.sources import ImageFolder, WebDatasetImages, center_crop_dhariwal
 from tests.eval.eval_helpers import pixel_scorer
 
 

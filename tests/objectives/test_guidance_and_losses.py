@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dmf.objectives import (DMFLoss, DistillGuidance, FlowMatchingLoss, LogitNormalTime, ModelGuidance, NoGuidance,
-                            build_guidance)
+                            distill_guidance)
 from tests.helpers import tiny_dmft, tiny_sit
 
 
@@ -33,13 +33,11 @@ def test_distill_guidance_uses_the_teacher_everywhere():
     assert torch.allclose(out[:, 0, 0, 0], torch.tensor([-2.0, 4.0]))
 
 
-def test_guidance_factory_errors():
-    with pytest.raises(ValueError, match="guidance.type='cfg' is not one of none | mg | distill"):
-        build_guidance("cfg")
+def test_guidance_errors():
     with pytest.raises(ValueError, match="teacher.ckpt"):
-        build_guidance("distill", omega=0.6, teacher=None)
+        distill_guidance(None, omega=0.6)
     with pytest.raises(ValueError, match="g_min <= g_max"):
-        build_guidance("mg", omega=0.6, g_min=0.8, g_max=0.2)
+        ModelGuidance(omega=0.6, g_min=0.8, g_max=0.2)
 
 
 def test_dmf_loss_trains_all_parts_and_reports_terms():

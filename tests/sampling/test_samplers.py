@@ -15,7 +15,7 @@ def test_flow_map_euler_reproduces_reference_samples():
     for key, expected in s["euler"].items():
         kw = dict(kv.split("=") for kv in key.split(","))
         sampler = build_sampler("euler", steps=int(kw["steps"]), shift=float(kw["shift"]),
-                                cfg_scale=float(kw["cfg"]), g_max=float(kw["g_max"]))
+                                cfg_scale=float(kw["cfg"]), cfg_max=float(kw["g_max"]))
         assert rel_err(sampler(net, s["z"], s["y"]), expected) < 1e-6, key
 
 
@@ -100,16 +100,16 @@ class LabelNet(torch.nn.Module):
 
 def test_cfg_only_inside_the_interval():
     x, y = torch.zeros(2, 1, 2, 2), torch.tensor([2, 4])
-    inside = guided_output(LabelNet(), x, 0.5, 0.2, y, cfg_scale=2.0, g_min=0.0, g_max=0.7)
+    inside = guided_output(LabelNet(), x, 0.5, 0.2, y, cfg_scale=2.0, cfg_min=0.0, cfg_max=0.7)
     assert torch.allclose(inside[:, 0, 0, 0], torch.tensor([10 + 2 * (2 - 10.0), 10 + 2 * (4 - 10.0)]))
-    outside = guided_output(LabelNet(), x, 0.8, 0.2, y, cfg_scale=2.0, g_min=0.0, g_max=0.7)
+    outside = guided_output(LabelNet(), x, 0.8, 0.2, y, cfg_scale=2.0, cfg_min=0.0, cfg_max=0.7)
     assert torch.allclose(outside[:, 0, 0, 0], torch.tensor([2.0, 4.0]))
 
 
 def test_heun_decides_guidance_once_per_step_at_its_start():
     """Grid 1 -> 0.5 -> 0, interval [0.6, 1]: the first step's corrector (at t = 0.5) is guided like its
     predictor (decided at t = 1); the last step is plain Euler at 0.5, outside the interval."""
-    s = build_sampler("flow_heun", steps=2, cfg_scale=2.0, g_min=0.6, g_max=1.0)
+    s = build_sampler("flow_heun", steps=2, cfg_scale=2.0, cfg_min=0.6, cfg_max=1.0)
     y = torch.tensor([2, 4])
     out = s(LabelNet(), torch.zeros(2, 1, 1, 1), y)[:, 0, 0, 0]
     guided = 10 + 2.0 * (y - 10.0)
@@ -118,11 +118,13 @@ def test_heun_decides_guidance_once_per_step_at_its_start():
 
 
 def test_sampler_options_are_validated():
-    with pytest.raises(ValueError, match="sampler.name='eulr' is not one of"):
+    with pytest.raises(ValueError, match="sampler='eulr' is not one of"):
         build_sampler("eulr")
     with pytest.raises(ValueError, match="sampler.steps=0"):
         build_sampler("euler", steps=0)
-    with pytest.raises(ValueError, match="only applies to sampler.name=gamma"):
+    with pytest.raises(TypeError, match=r"sampler 'euler' takes no options \['gamma'\]"):
         build_sampler("euler", gamma=0.3)
+    with pytest.raises(ValueError, match="sampler.cfg_min=0.8, sampler.cfg_max=0.2"):
+        build_sampler("euler", cfg_min=0.8, cfg_max=0.2)
     with pytest.raises(ValueError, match=r"sampler.gamma=1.5 must lie in \[0, 1\]"):
         build_sampler("gamma", gamma=1.5)

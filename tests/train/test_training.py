@@ -8,8 +8,7 @@ from dmf.train.ema import ema_decay, make_ema, update_ema
 from dmf.train.entry import train
 from tests.helpers import compose_config, tiny_dmft
 
-TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "data.global_batch_size=16",
-        "callbacks.progress.refresh_rate=0"]
+TINY = ["debug=tiny"]  # conf/debug/tiny.yaml: a tiny network, batch 16, no progress bar
 
 
 def run_train(tmp_path: Path, experiment: str, extra: list[str]):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from dmf.data.digits import load_digits_tensors
+from dmf.digits.data import load_digits_tensors
 from dmf.models.checkpoint import safe_load
 
 FEATURE_DIM = 64

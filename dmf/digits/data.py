@@ -14,6 +14,12 @@ def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.from_numpy(d.target.astype(np.int64))
 
 
+def reference() -> TensorDataset:
+    """The 1,797 real digits as (x, label), float (1, 8, 8) in [-1, 1]: the reference set of the task's metrics
+    (conf/eval/ref_source/digits.yaml)."""
+    return TensorDataset(*load_digits_tensors())
+
+
 class DigitsDataModule(L.LightningDataModule):
     def __init__(self, batch_size: int = 128, num_workers: int = 0, seed: int = 0):
         super().__init__()

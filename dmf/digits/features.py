@@ -1,8 +1,8 @@
-"""Features for the embedded digits task: the small CNN of dmf.eval.digits_classifier (64-d penultimate
+"""Features for the embedded digits task: the small CNN of dmf.digits.classifier (64-d penultimate
 features for a Fréchet distance, 10 logits for class accuracy)."""
 import torch
 
-from dmf.eval.digits_classifier import FEATURE_DIM, load_classifier
+from dmf.digits.classifier import FEATURE_DIM, load_classifier
 from dmf.eval.features.base import FeatureExtractor
 
 

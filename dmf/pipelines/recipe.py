@@ -1,0 +1,186 @@
+"""mode=pipeline: a multi-stage recipe (e.g. the digits default) over the generic modes.
+
+Each stage is an ordinary experiment trained by mode=train, and each table row is an ordinary mode=eval run on
+the stage's checkpoint, so a recipe has no code path of its own. The recipe (conf/experiment/digits.yaml):
+
+    pipeline:
+      stages:                       # in order; `init_from` names the stage whose checkpoint initialises this one
+        flow: {experiment: digits_flow}
+        dmf: {experiment: digits_dmf, init_from: flow}
+      evaluate:                     # mode=eval of a stage at these step counts (sampler: the stage's own, or named)
+        - {stage: dmf, steps: [1, 2, 4]}
+
+The parent run's command-line overrides reach every stage that accepts them: a stage takes an override when its
+own config composes and validates with it (`guidance.omega=0.6` reaches the DMF stage; the flow stage's
+guidance=none has no omega). An override no stage accepts is an error. A stage trains in
+`<run_dir>/<stage>-<key>/`, where the key hashes its composed training config and the content of the checkpoint
+it starts from, so changing an input retrains that stage and every stage after it, and a finished stage with the
+same key is reused.
+"""
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from hydra import compose
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from dmf.config import ConfigError, validate
+
+log = logging.getLogger("dmf.pipeline")
+
+# keys the recipe sets for each stage itself, or that only concern the parent run
+OWN_KEYS = ("experiment", "mode", "pipeline", "hydra", "run_dir", "ckpt", "resume")
+# parts of a stage's config that do not change its training (evaluation settings)
+NOT_TRAINING = ("run_dir", "ckpt", "mode", "pipeline", "sampler", "eval", "resume")
+
+
+def override_key(override: str) -> str:
+    """`+a.b=1` -> `a.b`; `hydra/launcher=x` -> `hydra/launcher`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def parent_overrides(cfg: DictConfig) -> list[str]:
+    """The command-line overrides of this run (of this job, in a sweep), minus the recipe's own keys."""
+    if cfg.pipeline.get("overrides") is not None:  # explicit (tests, or calling run() from Python)
+        overrides = list(cfg.pipeline.overrides)
+    else:
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    return [o for o in overrides if override_key(o).replace("/", ".").split(".")[0] not in OWN_KEYS]
+
+
+def quoted(path) -> str:
+    """A path as an override value: sweep folders are named like `guidance.omega=0.6,sampler=euler`."""
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def compose_stage(experiment: str, overrides: list[str]) -> DictConfig:
+    return compose(config_name="config", overrides=[f"experiment={experiment}", *overrides])
+
+
+def accepted(experiment: str, overrides: list[str]) -> list[str]:
+    """The overrides that this stage's config composes and validates with (each tried on top of the previous)."""
+    taken = []
+    for o in overrides:
+        try:
+            validate(compose_stage(experiment, [*taken, o]))
+        except Exception:  # noqa: BLE001 -- composition, type and validation errors all mean "not for this stage"
+            continue
+        taken.append(o)
+    return taken
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def short_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def training_identity(stage_cfg: DictConfig, parent_sha: str | None) -> dict:
+    """What a stage's weights depend on: its config (unresolved, so run-dir paths do not enter) minus evaluation
+    settings, and the content of the checkpoint it starts from."""
+    cfg = OmegaConf.to_container(stage_cfg, resolve=False)
+    return {"config": {k: v for k, v in cfg.items() if k not in NOT_TRAINING}, "init_sha256": parent_sha}
+
+
+def run_stage(name: str, spec: DictConfig, overrides: list[str], run_dir: Path, parent_ckpt: Path | None) -> Path:
+    """Train one stage (or reuse it when finished with the same key, or load spec.ckpt); returns its checkpoint."""
+    if spec.get("ckpt"):
+        log.info(f"stage {name}: using pipeline.stages.{name}.ckpt={spec.ckpt}")
+        return Path(spec.ckpt)
+    from dmf.train.entry import train
+
+    extra = [f"ckpt={quoted(parent_ckpt)}"] if parent_ckpt else []
+    if spec.get("max_steps"):
+        extra.append(f"trainer.max_steps={spec.max_steps}")
+    stage_overrides = [*overrides, *extra]
+    stage_cfg = compose_stage(spec.experiment, stage_overrides)
+    validate(stage_cfg)
+    identity = training_identity(stage_cfg, sha256_file(parent_ckpt) if parent_ckpt else None)
+    stage_dir = run_dir / f"{name}-{short_hash(identity)}"
+    OmegaConf.update(stage_cfg, "run_dir", str(stage_dir))
+    last, record = stage_dir / "checkpoints" / "last.ckpt", stage_dir / "stage.json"
+    if record.exists() and last.exists():
+        log.info(f"stage {name}: finished earlier with the same config and parent, reusing {last}")
+        return last
+    log.info(f"stage {name}: python run.py mode=train experiment={spec.experiment} {' '.join(stage_overrides)} "
+             f"run_dir={stage_dir}")
+    train(stage_cfg)
+    record.write_text(json.dumps({"stage": name, "experiment": spec.experiment, "overrides": stage_overrides,
+                                  **identity}, indent=1, default=str))
+    return last
+
+
+def evaluate_stage(row: DictConfig, spec: DictConfig, overrides: list[str], ckpt: Path) -> list[dict]:
+    """mode=eval on one stage's checkpoint, at the row's step counts; returns one record per step count."""
+    from dmf.eval.entry import evaluate
+
+    extra = [f"sampler={row.sampler}"] if row.get("sampler") else []
+    cfg = compose_stage(spec.experiment, [*overrides, *extra, "mode=eval", f"ckpt={quoted(ckpt)}",
+                                          f"eval.steps=[{','.join(str(int(s)) for s in row.steps)}]"])
+    # results live beside the checkpoint, one folder per evaluation setting (mode=eval refuses to mix settings)
+    setting = {k: OmegaConf.to_container(cfg[k], resolve=False) for k in ("sampler", "eval")}
+    setting["seed"] = cfg.seed
+    setting["eval"].pop("out_dir", None)
+    out = ckpt.parent.parent / "eval" / f"{OmegaConf.select(cfg, 'sampler._target_').rsplit('.', 1)[-1]}-" \
+                                        f"{short_hash(setting)}"
+    OmegaConf.update(cfg, "run_dir", str(ckpt.parent.parent))
+    OmegaConf.update(cfg, "eval.out_dir", str(out))
+    validate(cfg)
+    evaluate(cfg)
+    records = []
+    for k in row.steps:
+        result = json.loads(next(out.glob(f"*_{int(k)}/result.json")).read_text())
+        records.append({"stage": row.stage, "sampler": result["sampler"], "steps": int(k), **result["metrics"],
+                        "grid": str(next(out.glob(f"*_{int(k)}/grid.png"), "")), "ckpt": str(ckpt)})
+    return records
+
+
+def markdown_table(rows: list[dict]) -> str:
+    metrics = [k for k in rows[0] if k not in ("stage", "sampler", "steps", "grid", "ckpt")] if rows else []
+    lines = ["| " + " | ".join(["stage", "sampler", "steps (NFE)", *metrics]) + " |", "|---" * (3 + len(metrics)) + "|"]
+    for r in rows:
+        values = [f"{100 * r[m]:.1f} %" if m.endswith("acc") else f"{r[m]:.2f}" for m in metrics]
+        lines.append("| " + " | ".join([r["stage"], r["sampler"], str(r["steps"]), *values]) + " |")
+    return "\n".join(lines)
+
+
+def run(cfg: DictConfig) -> list[dict]:
+    run_dir = Path(cfg.run_dir)
+    inherited = parent_overrides(cfg)
+    stages = cfg.pipeline.stages
+    taken = {name: accepted(spec.experiment, inherited) for name, spec in stages.items()}
+    unused = [o for o in inherited if not any(o in t for t in taken.values())]
+    if unused:
+        raise ConfigError(f"overrides {unused} apply to no stage of this pipeline ({', '.join(stages)}): each stage "
+                         f"rejects them (a key its config lacks, or an invalid combination); check the key names")
+    for name in stages:
+        log.info(f"stage {name} takes {taken[name] or 'no overrides'} from the command line")
+    ckpts = {}
+    for name, spec in stages.items():
+        parent = spec.get("init_from")
+        if parent and parent not in ckpts:
+            raise ConfigError(f"pipeline.stages.{name}.init_from={parent} must name an earlier stage ({list(ckpts)})")
+        ckpts[name] = run_stage(name, spec, [*taken[name], *spec.get("overrides", [])], run_dir,
+                                ckpts.get(parent) if parent else None)
+    rows = []
+    for row in cfg.pipeline.evaluate:
+        if row.stage not in stages:
+            raise ConfigError(f"pipeline.evaluate row {dict(row)} names stage {row.stage!r}, not one of {list(stages)}")
+        spec = stages[row.stage]
+        rows += evaluate_stage(row, spec, [*taken[row.stage], *spec.get("overrides", [])], ckpts[row.stage])
+    table = markdown_table(rows)
+    (run_dir / "results.md").write_text(f"# {cfg.pipeline.title}\n\n{table}\n")
+    (run_dir / "results.json").write_text(json.dumps(
+        {"rows": rows, "stages": {n: str(Path(c).parent.parent) for n, c in ckpts.items()}}, indent=1, default=float))
+    grids = "\n".join(f"  {r['grid']}" for r in rows if r["grid"])
+    print(f"\n{table}\n\n[dmf] results: {run_dir / 'results.md'} (+ results.json)\n[dmf] sample grids:\n{grids}\n"
+          f"[dmf] stages: {', '.join(str(Path(c).parent.parent) for c in ckpts.values())}", flush=True)
+    return rows

@@ -1,0 +1,172 @@
+"""mode=collect: one table of a sweep. `python run.py mode=collect dir=multirun/<experiment>/<date>` reads every job
+folder under `dir` (a folder with .hydra/overrides.yaml) and writes, into `dir`:
+
+    sweep.md, sweep.csv      one row per job and result row: the swept keys, the results, the last logged losses
+    sweep_<key>.png          collect.metric against each swept key (one line per result row kind)
+
+A job's results are the rows of its results.json (pipelines, e.g. the digits default) or of its mode=eval
+result.json files (eval/<sampler>_<steps>/); its losses are the last logged values in logs/**/metrics.csv (per
+stage for pipelines). `read_job` turns one job folder into a record; other reports (paper tables) build on it.
+"""
+import csv
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from dmf.config import ConfigError
+from dmf.eval.report import collect as eval_rows
+
+log = logging.getLogger("dmf.collect")
+
+ROW_KEYS = ("stage", "sampler", "steps")  # what tells the result rows of one job apart
+SKIP = ("grid", "ckpt", "paper_fid", "images_per_s")  # result fields that are not numbers to compare
+
+
+def parse_overrides(lines: list[str]) -> dict[str, str]:
+    """['guidance.omega=0.6', '+x=1'] -> {'guidance.omega': '0.6', 'x': '1'} (hydra/launcher-style keys kept)."""
+    out = {}
+    for line in lines:
+        key, _, value = line.partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def last_losses(run_dir: Path, prefix: str = "") -> dict[str, float]:
+    """The last logged value of every train/* column, from the newest logs/version_N/metrics.csv."""
+    files = sorted(run_dir.glob("logs/**/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return {}
+    last = {}
+    with open(files[-1], newline="") as f:
+        for row in csv.DictReader(f):
+            last.update({k: float(v) for k, v in row.items() if k and k.startswith("train/") and v not in ("", None)})
+    return {f"{prefix}{k}": v for k, v in last.items()}
+
+
+def read_job(job_dir: str | Path) -> dict:
+    """One job folder -> {"job": name, "overrides": {key: value}, "results": [row, ...], "losses": {col: value}}."""
+    job_dir = Path(job_dir)
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides = parse_overrides(list(OmegaConf.load(overrides_file))) if overrides_file.exists() else {}
+    pipeline = job_dir / "results.json"
+    if pipeline.exists():
+        record = json.loads(pipeline.read_text())
+        results = [{k: v for k, v in r.items() if k not in SKIP} for r in record["rows"]]
+        losses = {}
+        for stage, stage_dir in record.get("stages", {}).items():
+            losses.update(last_losses(Path(stage_dir), prefix=f"{stage}:"))
+    else:
+        results = [{k: v for k, v in r.items() if k not in SKIP and v is not None} for r in eval_rows(job_dir / "eval")]
+        losses = last_losses(job_dir)
+    return {"job": job_dir.name, "overrides": overrides, "results": results, "losses": losses}
+
+
+def find_jobs(root: Path) -> list[Path]:
+    return sorted(p.parent.parent for p in root.rglob(".hydra/overrides.yaml") if p.parent.parent != root)
+
+
+def swept_keys(records: list[dict]) -> list[str]:
+    """Override keys whose value differs between jobs (or that only some jobs set), in first-seen order."""
+    keys = []
+    for r in records:
+        keys += [k for k in r["overrides"] if k not in keys]
+    return [k for k in keys if len({r["overrides"].get(k) for r in records}) > 1]
+
+
+def sweep_rows(records: list[dict], keys: list[str]) -> list[dict]:
+    rows = []
+    for r in records:
+        base = {"job": r["job"], **{k: r["overrides"].get(k, "") for k in keys}}
+        for result in r["results"] or [{}]:
+            # a result field named like a swept key (a row's own `sampler`) must not hide the key's value
+            result = {(f"result:{k}" if k in keys else k): v for k, v in result.items()}
+            rows.append({**base, **result, **r["losses"]})
+    return rows
+
+
+def _number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def write_tables(rows: list[dict], root: Path) -> tuple[Path, Path]:
+    cols = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    md = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
+    md += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    md_path, csv_path = root / "sweep.md", root / "sweep.csv"
+    md_path.write_text(f"# Sweep {root}\n\n" + "\n".join(md) + "\n")
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    return md_path, csv_path
+
+
+def plot_against(rows: list[dict], key: str, metric: str, root: Path) -> Path:
+    """metric vs one swept key; one line per result row kind (stage, sampler, steps) and value of the other keys."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = list(dict.fromkeys(r[key] for r in rows))
+    numeric = all(_number(v) is not None for v in values)
+    xs = sorted(values, key=_number) if numeric else values
+    lines: dict[str, list] = {}
+    for r in rows:
+        if _number(r.get(metric)) is None:
+            continue
+        label = " ".join(str(r.get(f"result:{k}", r.get(k, ""))) for k in ROW_KEYS).strip()
+        others = ", ".join(f"{k}={r[k]}" for k in r["_swept"] if k != key)
+        lines.setdefault(f"{label} {others}".strip(), []).append((r[key], float(r[metric])))
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for label, points in sorted(lines.items()):
+        points.sort(key=lambda p: xs.index(p[0]))
+        ax.plot([_number(x) if numeric else xs.index(x) for x, _ in points], [y for _, y in points], "o-", label=label)
+    if not numeric:
+        ax.set_xticks(range(len(xs)))
+        ax.set_xticklabels(xs)
+    ax.set_xlabel(key)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    path = root / f"sweep_{key.replace('/', '_')}.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def collect(cfg: DictConfig) -> dict:
+    root = Path(cfg.dir).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"dir={root} is not a folder; pass dir=multirun/<experiment>/<date> (a sweep's folder)")
+    jobs = find_jobs(root)
+    if not jobs:
+        raise ConfigError(f"no job folders (with .hydra/overrides.yaml) under dir={root}")
+    # a job folder's name is its overrides; a value with "/" (a path) nests it, so name jobs relative to root
+    records = [{**read_job(j), "job": str(j.relative_to(root))} for j in jobs]
+    keys = swept_keys(records)
+    rows = sweep_rows(records, keys)
+    md, csv_path = write_tables(rows, root)
+    metric = cfg.collect.metric or next((k for r in rows for k in r if k.startswith("fd") or k == "fid"), None)
+    plots = []
+    if metric:
+        marked = [{**r, "_swept": keys} for r in rows]
+        plots = [plot_against(marked, k, metric, root) for k in keys]
+    print(md.read_text(), flush=True)
+    log.info(f"{len(jobs)} jobs, swept {keys or 'nothing'} -> {md}, {csv_path}"
+             + (f", plots of {metric}: {', '.join(str(p) for p in plots)}" if plots else ""))
+    return {"markdown": md, "csv": csv_path, "plots": plots, "rows": rows, "swept": keys}

@@ -1,0 +1,156 @@
+"""The digits default as a recipe: command-line overrides reach the stages that accept them, stages are keyed by
+their config and parent checkpoint, the table is mode=eval's, and a `-m` sweep gives one distinct table per job
+that mode=collect gathers. The slow tests share one real sweep through run.py (debug=tiny)."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import initialize_config_dir
+
+from dmf.pipelines.recipe import accepted, markdown_table, parent_overrides, run, training_identity, short_hash
+from tests.helpers import CONF, compose_config
+
+ROOT = Path(__file__).parents[2]
+OMEGAS, SAMPLERS = ("0", "0.6"), ("euler", "restart")
+
+
+def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    # one thread: the tiny networks gain nothing from more, and spinning threads stall on a shared 2-core machine
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                         env=env)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    return out
+
+
+def job_dir(root: Path, omega: str, sampler: str) -> Path:
+    return root / f"debug=tiny,guidance.omega={omega},sampler={sampler}"
+
+
+def rows(job: Path) -> dict[tuple, dict]:
+    return {(r["stage"], r["sampler"], r["steps"]): r for r in json.loads((job / "results.json").read_text())["rows"]}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sweep")
+    run_cli("-m", "debug=tiny", f"guidance.omega={','.join(OMEGAS)}", f"sampler={','.join(SAMPLERS)}",
+            f"hydra.sweep.dir={root}")
+    return root
+
+
+# ---- fast: routing rules and tables, through the real config tree -------------------------------------------
+
+def test_a_stage_takes_only_the_overrides_its_config_accepts():
+    given = ["debug=tiny", "seed=3", "guidance.omega=0.6", "sampler=restart", "sampler.steps=2", "model.dmf_depth=3"]
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        flow = accepted("digits_flow", given)
+        dmf = accepted("digits_dmf", given)
+    # guidance=none has no omega, a SiT has no dmf_depth, and a flow model is not sampled with a flow-map sampler
+    assert flow == ["debug=tiny", "seed=3", "sampler.steps=2"]
+    assert dmf == given
+
+
+def test_the_recipe_drops_its_own_keys_from_the_command_line(tmp_path):
+    cfg = compose_config([f"run_dir={tmp_path}"])
+    cfg.pipeline.overrides = ["experiment=digits", "mode=pipeline", "hydra/launcher=basic", "hydra.run.dir=x",
+                              "run_dir=x", "ckpt=y", "pipeline.stages.flow.max_steps=3", "+guidance.omega=0.6"]
+    assert parent_overrides(cfg) == ["+guidance.omega=0.6"]
+
+
+def test_an_override_that_no_stage_accepts_stops_before_training(tmp_path):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        from hydra import compose
+
+        cfg = compose("config", [f"run_dir={tmp_path}"])
+        cfg.pipeline.overrides = ["sampler.gamma=0.5"]
+        with pytest.raises(ValueError, match=r"overrides \['sampler.gamma=0.5'\] apply to no stage"):
+            run(cfg)
+    assert not any(tmp_path.iterdir())
+
+
+def test_stage_key_changes_with_config_and_parent_checkpoint_only(tmp_path):
+    a = compose_config(["experiment=digits_dmf", f"run_dir={tmp_path}/a"])
+    b = compose_config(["experiment=digits_dmf", f"run_dir={tmp_path}/b", "sampler=restart", "eval.num_samples=7"])
+    c = compose_config(["experiment=digits_dmf", f"run_dir={tmp_path}/a", "guidance.omega=0.5"])
+    key = lambda cfg, sha="x": short_hash(training_identity(cfg, sha))  # noqa: E731
+    assert key(a) == key(b)  # run dir and evaluation settings do not change the weights
+    assert key(a) != key(c) and key(a) != key(a, sha="y")
+
+
+def test_markdown_table_formats_accuracy_as_percent():
+    table = markdown_table([{"stage": "dmf", "sampler": "euler", "steps": 1, "fd_digits": 2.256, "class_acc": 0.984,
+                             "grid": "", "ckpt": ""}])
+    assert table.splitlines()[0] == "| stage | sampler | steps (NFE) | fd_digits | class_acc |"
+    assert table.splitlines()[-1] == "| dmf | euler | 1 | 2.26 | 98.4 % |"
+
+
+# ---- slow: one real sweep ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_sweep_gives_one_distinct_table_per_job_with_overrides_routed_to_stages(sweep):
+    jobs = {(o, s): job_dir(sweep, o, s) for o in OMEGAS for s in SAMPLERS}
+    assert all(j.is_dir() for j in jobs.values()), sorted(p.name for p in sweep.iterdir())
+    tables = {k: rows(j) for k, j in jobs.items()}
+    for (omega, sampler), table in tables.items():
+        assert sorted(table) == sorted([("flow", "flow_euler", 1), ("dmf", sampler, 1), ("dmf", sampler, 2)])
+        stages = {json.loads(p.read_text())["stage"]: json.loads(p.read_text()) for p in jobs[omega, sampler].glob("*/stage.json")}
+        assert f"guidance.omega={omega}" in stages["dmf"]["overrides"] and f"sampler={sampler}" in stages["dmf"]["overrides"]
+        assert not any(o.startswith(("guidance", "sampler")) for o in stages["flow"]["overrides"])
+    # the flow stage is the same training in every job; the DMF results differ in every job
+    assert len({p.name for j in jobs.values() for p in j.glob("flow-*")}) == 1
+    dmf_fds = [t["dmf", s, 2]["fd_digits"] for (o, s), t in tables.items()]
+    assert len(set(dmf_fds)) == len(dmf_fds), dmf_fds
+    for s in SAMPLERS:  # omega alone changes the DMF stage's result
+        assert tables["0", s]["dmf", s, 1]["fd_digits"] != tables["0.6", s]["dmf", s, 1]["fd_digits"]
+
+
+@pytest.mark.slow
+def test_collect_gathers_the_sweep(sweep):
+    run_cli("mode=collect", f"dir={sweep}", timeout=300)
+    with open(sweep / "sweep.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 4 * 3
+    assert {"guidance.omega", "sampler", "result:sampler", "stage", "steps", "fd_digits", "class_acc",
+            "dmf:train/loss", "flow:train/loss"} <= set(table[0])
+    for omega in OMEGAS:
+        for sampler in SAMPLERS:
+            mine = [r for r in table if r["guidance.omega"] == omega and r["sampler"] == sampler]
+            expected = rows(job_dir(sweep, omega, sampler))
+            assert {(r["stage"], r["result:sampler"], int(r["steps"])): float(r["fd_digits"]) for r in mine} == \
+                pytest.approx({k: v["fd_digits"] for k, v in expected.items()})
+    assert (sweep / "sweep.md").exists()
+    assert (sweep / "sweep_guidance.omega.png").stat().st_size > 0 and (sweep / "sweep_sampler.png").exists()
+
+
+@pytest.mark.slow
+def test_pipeline_table_equals_mode_eval_on_the_same_checkpoint(sweep, tmp_path):
+    job = job_dir(sweep, "0.6", "restart")
+    row = rows(job)["dmf", "restart", 2]
+    out = tmp_path / "eval"
+    run_cli("mode=eval", "eval=digits", "debug=tiny", "sampler=restart", f"ckpt='{row['ckpt']}'", "eval.steps=[2]",
+            f"eval.out_dir={out}", f"hydra.run.dir={tmp_path / 'hydra'}", timeout=300)
+    result = json.loads((out / "restart_2" / "result.json").read_text())
+    assert result["metrics"]["fd_digits"] == pytest.approx(row["fd_digits"], rel=1e-9)
+    assert result["metrics"]["class_acc"] == row["class_acc"]
+
+
+@pytest.mark.slow
+def test_rerun_with_other_flow_inputs_redoes_both_stages_and_keeps_the_old_ones(sweep):
+    job = job_dir(sweep, "0", "euler")
+    before = {p.name for p in job.glob("*-*") if (p / "stage.json").exists()}
+    args = ["debug=tiny", "guidance.omega=0", "sampler=euler", "pipeline.stages.flow.max_steps=12",
+            f"hydra.run.dir='{job}'"]
+    run_cli(*args)
+    after = {p.name for p in job.glob("*-*") if (p / "stage.json").exists()}
+    assert before < after and len(after - before) == 2  # a new flow stage and a new DMF stage
+    stages = json.loads((job / "results.json").read_text())["stages"]
+    assert {Path(d).name for d in stages.values()} == after - before
+    assert all((job / name / "checkpoints" / "last.ckpt").exists() for name in before)
+    again = run_cli(*args)  # same inputs: both stages are reused, nothing new is trained
+    assert (again.stdout + again.stderr).count("finished earlier with the same config and parent") == 2
+    assert {p.name for p in job.glob("*-*") if (p / "stage.json").exists()} == after
