@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from dmf.models import load_pretrained
 from dmf.models.hub import resolve_path
 from dmf.train.module import TrainModule
+from dmf.train.slurm import slurm_trainer_kwargs
 
 
 def build_network(cfg: DictConfig) -> torch.nn.Module:
@@ -34,7 +35,7 @@ def trainer_kwargs(cfg: DictConfig) -> dict:
     kw = OmegaConf.to_container(cfg.trainer, resolve=True)
     if kw.get("precision") == "auto":
         kw["precision"] = "bf16-mixed" if torch.cuda.is_available() else "32-true"
-    return kw
+    return slurm_trainer_kwargs(kw)
 
 
 def resume_path(cfg: DictConfig) -> str | None:
