@@ -1,0 +1,57 @@
+"""A run stopped by the pre-timeout signal and resumed equals the uninterrupted run, step for step."""
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from dmf.train.entry import train
+from tests.helpers import compose_config
+
+TINY = ["experiment=digits_dmf", "model.depth=2", "model.hidden_size=32", "model.num_heads=2", "model.dmf_depth=1",
+        "data.datamodule.batch_size=32", "callbacks.progress.refresh_rate=0", "trainer.log_every_n_steps=1"]
+
+
+def run(run_dir: Path, *extra):
+    return train(compose_config([*TINY, f"run_dir={run_dir}", *extra]))
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    steps = []
+    for path in sorted((run_dir / "logs").glob("version_*/metrics.csv")):
+        steps += [int(r["step"]) for r in csv.DictReader(open(path)) if r.get("train/loss")]
+    return steps
+
+
+def weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+
+
+@pytest.mark.slow
+def test_signal_checkpoint_then_resume_equals_the_uninterrupted_run(tmp_path):
+    run(tmp_path / "whole", "trainer.max_steps=6")
+    signalled = tmp_path / "signalled"
+    with pytest.raises(SystemExit, match="stopped on SIGUSR2"):
+        run(signalled, "trainer.max_steps=6", "+callbacks.signal._target_=tests.train.signal_at.SignalAt",
+            "+callbacks.signal.step=3")
+    # the signal came during step 2 (global_step 3 after it): the checkpoint holds steps 0..2 and nothing else
+    assert torch.load(signalled / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+    module = run(signalled, "trainer.max_steps=6")  # resume=auto: mid-epoch, same draws as the whole run
+    assert module.trainer.global_step == 6
+    assert logged_steps(signalled) == list(range(6)) == logged_steps(tmp_path / "whole")
+    whole, resumed = weights(tmp_path / "whole"), weights(signalled)
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+
+
+def test_rolling_last_by_wall_time(tmp_path, monkeypatch):
+    import dmf.train.requeue as requeue
+
+    steps = []
+    save = requeue.save_last
+    monkeypatch.setattr(requeue, "save_last", lambda trainer, d: steps.append(trainer.global_step) or save(trainer, d))
+    run(tmp_path, "trainer.max_steps=3", "callbacks.rolling_last.every_minutes=1e-9")
+    assert steps == [1, 2]  # at the start of every step but the first (nothing to save yet)
+    run(tmp_path / "off", "trainer.max_steps=2", "callbacks.rolling_last.every_minutes=null")
+    assert steps == [1, 2]
