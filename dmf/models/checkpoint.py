@@ -44,7 +44,11 @@ def load_weights(
     checkpoint) and `init_prefixes` (keep the network's initialisation if absent from it). Anything else
     raises CheckpointMismatch listing the offending keys. Returns what was dropped and initialised.
     """
-    if not isinstance(source, dict):
+    if not isinstance(source, dict) and str(source).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        source = load_file(str(source))  # a bare state dict (mode=export writes the EMA weights this way)
+    elif not isinstance(source, dict):
         source = torch.load(source, map_location="cpu", weights_only=False)
     sd = extract_state_dict(source, prefer)
     own = net.state_dict()
