@@ -12,6 +12,7 @@ from dmf.models import load_pretrained
 from dmf.models.hub import resolve_path
 from dmf.train.module import TrainModule
 from dmf.train.slurm import slurm_trainer_kwargs
+from dmf.train.strategy import check_strategy
 
 
 def build_network(cfg: DictConfig) -> torch.nn.Module:
@@ -49,6 +50,7 @@ def resume_path(cfg: DictConfig) -> str | None:
 
 
 def train(cfg: DictConfig) -> TrainModule:
+    check_strategy(cfg)
     # the EMA copy is in eval mode on purpose; Lightning would warn about it at every start
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     # Lightning prints its messages through its own handler; Hydra's root handler would repeat each one

@@ -1,0 +1,18 @@
+import pytest
+
+from dmf.config import ConfigError
+from dmf.train.entry import train
+from dmf.train.strategy import check_strategy
+from tests.helpers import compose_config
+
+
+def test_fsdp_is_refused_for_the_jvp_objective_before_anything_is_built(tmp_path):
+    cfg = compose_config(["experiment=digits_dmf", "trainer=fsdp", f"run_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"JVP.*FSDP.*trainer.strategy=ddp"):
+        train(cfg)
+    assert not any(tmp_path.iterdir())
+
+
+def test_fsdp_is_open_to_the_flow_matching_objective_and_ddp_to_both():
+    check_strategy(compose_config(["experiment=digits_flow", "trainer=fsdp"]))
+    check_strategy(compose_config(["experiment=digits_dmf", "trainer.strategy=ddp"]))
