@@ -26,6 +26,9 @@ def save_last(trainer, dirpath: str | os.PathLike) -> Path:
     """At a step's start: `<dirpath>/last.ckpt` written whole or not at all (a kill mid-write leaves the old one)."""
     last = Path(dirpath) / "last.ckpt"
     tmp = last.with_name("last.ckpt.partial")
+    for callback in trainer.checkpoint_callbacks:  # ModelCheckpoint(save_last), now and after a resume, replaces
+        if getattr(callback, "save_last", False):  # this file instead of versioning its own as last-v1.ckpt
+            callback.last_model_path = str(last)
     # Lightning expects checkpoints from a step's end and adds 1 to its logging step counter on resume; at a
     # step's start that counter is already up to date
     loop = trainer.fit_loop.epoch_loop

@@ -81,10 +81,10 @@ def test_two_tasks_per_node_is_a_two_process_lightning_job(tmp_path):
 
 def test_a_requeued_job_loses_no_step_and_ends_with_the_uninterrupted_weights(tmp_path):
     """SLURM sends USR2 once now + signal_delay_s + 30 s (its check period) passes the limit: with timeout_min=5 and
-    signal_delay_s=140, 130-160 s into an attempt. The first attempt takes 0.5 s per step (400 steps: it cannot
-    finish), the resumed one runs at full speed and ends well before its own signal."""
-    steps = 400
-    slow = ["+callbacks.slow._target_=tests.launchers.sleep_each.SlowUntilResumed", "+callbacks.slow.seconds=0.5"]
+    signal_delay_s=140, 130-160 s into an attempt. The first attempt takes over 3 s per step (60 steps: it cannot
+    finish), a resumed one runs at full speed (on a busy machine it may be signalled again: max_num_timeout=6)."""
+    steps = 60  # 56 batches per epoch: the run also crosses an epoch boundary
+    slow = ["+callbacks.slow._target_=tests.launchers.sleep_each.SlowUntilResumed", "+callbacks.slow.seconds=3"]
     start = time.time()
     submit(tmp_path / "sweep", f"trainer.max_steps={steps}", "hydra.launcher.timeout_min=5",
            "hydra.launcher.signal_delay_s=140", "hydra.launcher.max_num_timeout=6",

@@ -32,12 +32,14 @@ def test_signal_checkpoint_then_resume_equals_the_uninterrupted_run(tmp_path):
     run(tmp_path / "whole", "trainer.max_steps=6")
     signalled = tmp_path / "signalled"
     with pytest.raises(SystemExit, match="stopped on SIGUSR2"):
-        run(signalled, "trainer.max_steps=6", "+callbacks.signal._target_=tests.train.signal_at.SignalAt",
-            "+callbacks.signal.step=3")
+        run(signalled, "trainer.max_steps=6", "callbacks.checkpoint.every_n_train_steps=4",
+            "+callbacks.signal._target_=tests.train.signal_at.SignalAt", "+callbacks.signal.step=3")
     # the signal came during step 2 (global_step 3 after it): the checkpoint holds steps 0..2 and nothing else
     assert torch.load(signalled / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
-    module = run(signalled, "trainer.max_steps=6")  # resume=auto: mid-epoch, same draws as the whole run
-    assert module.trainer.global_step == 6
+    # ModelCheckpoint's own `last` (every 4 steps here) replaces that file rather than writing last-v1.ckpt
+    module = run(signalled, "trainer.max_steps=6", "callbacks.checkpoint.every_n_train_steps=4")
+    assert module.trainer.global_step == 6  # resume=auto: mid-epoch, same draws as the whole run
+    assert sorted(p.name for p in (signalled / "checkpoints").glob("last*")) == ["last.ckpt"]
     assert logged_steps(signalled) == list(range(6)) == logged_steps(tmp_path / "whole")
     whole, resumed = weights(tmp_path / "whole"), weights(signalled)
     assert whole.keys() == resumed.keys()
