@@ -195,6 +195,7 @@ with() {
     if ! (DIR=$dir; start); then
         echo "slurm_local: no local cluster (see above); skipping: $*" >&2
         (DIR=$dir; stop) >/dev/null 2>&1
+        rm -rf "$dir"
         return 0
     fi
     SLURM_CONF=$dir/etc/slurm.conf "$@"
