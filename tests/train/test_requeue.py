@@ -57,3 +57,21 @@ def test_rolling_last_by_wall_time(tmp_path, monkeypatch):
     assert steps == [1, 2]  # at the start of every step but the first (nothing to save yet)
     run(tmp_path / "off", "trainer.max_steps=2", "callbacks.rolling_last.every_minutes=null")
     assert steps == [1, 2]
+
+
+def test_periodic_snapshots_keep_the_ema_weights_only_and_last_keeps_everything(tmp_path):
+    from dmf.models import load_pretrained
+    from tests.helpers import tiny_dmft
+
+    run(tmp_path, "trainer.max_steps=4", "callbacks.checkpoint.every_n_train_steps=2")
+    ckpts = {p.name: torch.load(p, weights_only=False) for p in (tmp_path / "checkpoints").glob("*.ckpt")}
+    snapshots = {name: c for name, c in ckpts.items() if not name.startswith("last")}
+    assert len(snapshots) == 2 and "last.ckpt" in ckpts
+    for c in snapshots.values():
+        assert c["state_dict"] and all(k.startswith("ema_net.") for k in c["state_dict"])
+        assert "optimizer_states" not in c
+    last = ckpts["last.ckpt"]
+    assert any(k.startswith("net.") for k in last["state_dict"]) and last["optimizer_states"]
+    net = tiny_dmft(depth=2, hidden_size=32, num_heads=2, dmf_depth=1)  # the TINY model above
+    path = tmp_path / "checkpoints" / sorted(snapshots)[-1]
+    assert load_pretrained(net, path) == {"dropped": [], "initialised": []}
