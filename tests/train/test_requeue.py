@@ -47,6 +47,28 @@ def test_signal_checkpoint_then_resume_equals_the_uninterrupted_run(tmp_path):
         assert torch.equal(whole[key], resumed[key]), key
 
 
+@pytest.mark.slow
+def test_a_kill_without_signal_resumes_from_the_rolling_checkpoint(tmp_path):
+    """SIGKILL mid-run: nothing is written on the way out; the wall-time `last.ckpt` (here at every step) is resumed
+    and the run still ends with the uninterrupted weights, losing only the steps since that checkpoint."""
+    import subprocess
+    import sys
+
+    killed = tmp_path / "killed"
+    out = subprocess.run(
+        [sys.executable, "run.py", *TINY, "trainer.max_steps=6", "callbacks.rolling_last.every_minutes=1e-9",
+         "+callbacks.kill._target_=tests.train.signal_at.SignalAt", "+callbacks.kill.step=4",
+         "+callbacks.kill.signum=SIGKILL", f"hydra.run.dir={killed}"],
+        cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=300)
+    assert out.returncode == -9, out.stderr[-2000:]
+    assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3  # step 3's start
+    run(killed, "trainer.max_steps=6")
+    run(tmp_path / "whole", "trainer.max_steps=6")
+    whole, resumed = weights(tmp_path / "whole"), weights(killed)
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+
+
 def test_rolling_last_by_wall_time(tmp_path, monkeypatch):
     import dmf.train.requeue as requeue
 
