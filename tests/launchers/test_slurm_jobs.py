@@ -17,11 +17,12 @@ TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "model.dmf
         "trainer.accelerator=cpu", "hydra.launcher.mem_gb=2"]
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+THREADS = {"OMP_NUM_THREADS": "1"}  # jobs and local reference runs sum floats in the same order (sbatch passes env)
 
 
 def submit(sweep_dir: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Blocks until every job of the sweep is done, as `python run.py -m` does."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", **THREADS}
     out = subprocess.run(
         [sys.executable, "run.py", "-m", "hydra/launcher=slurm_cpu", "experiment=digits_dmf", *TINY,
          f"hydra.sweep.dir={sweep_dir}", *overrides],
@@ -97,7 +98,7 @@ def test_a_requeued_job_loses_no_step_and_ends_with_the_uninterrupted_weights(tm
     assert [int(r["step"]) for r in logged_rows(run_dir)] == list(range(steps))
     # the uninterrupted run, same overrides, in this process's environment
     ref = tmp_path / "whole"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **THREADS}
     for name in [k for k in env if k.startswith("SLURM_")]:
         env.pop(name)
     out = subprocess.run([sys.executable, "run.py", "experiment=digits_dmf", *TINY[:-1], f"trainer.max_steps={steps}",

@@ -1,5 +1,6 @@
 """A run stopped by the pre-timeout signal and resumed equals the uninterrupted run, step for step."""
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,8 @@ def test_a_kill_without_signal_resumes_from_the_rolling_checkpoint(tmp_path):
         [sys.executable, "run.py", *TINY, "trainer.max_steps=6", "callbacks.rolling_last.every_minutes=1e-9",
          "+callbacks.kill._target_=tests.train.signal_at.SignalAt", "+callbacks.kill.step=4",
          "+callbacks.kill.signum=SIGKILL", f"hydra.run.dir={killed}"],
-        cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=300)
+        cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})  # same float sums as this process
     assert out.returncode == -9, out.stderr[-2000:]
     assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3  # step 3's start
     run(killed, "trainer.max_steps=6")
