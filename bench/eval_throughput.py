@@ -9,7 +9,6 @@ GPU, the paper's setting (DMF-XL/2 at 256, SD-VAE decode, Inception; add dinov2 
         --features inception,dinov2 --batch 256 --num-samples 4096 --precision tf32 --out bench/results/eval_gpu.md
 """
 import argparse
-import platform
 import statistics
 import tempfile
 import time
@@ -23,6 +22,7 @@ from dmf.eval.metrics import Frechet, InceptionScore
 from dmf.eval.scorer import Scorer
 from dmf.models import SIZES, build_model, parse_name
 from dmf.sampling import build_sampler
+from bench.machine import machine_name
 
 SD_VAE_CONFIG = dict(  # sd-vae-ft-mse / ft-ema architecture (83.7M params)
     in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[128, 256, 512, 512], layers_per_block=2,
@@ -82,6 +82,7 @@ def main():
     p.add_argument("--num-samples", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="tf32")
+    p.add_argument("--decode-precision", choices=["fp32", "bf16"], default="fp32", help="eval.decode_precision")
     p.add_argument("--out", help="append a markdown row block to this file")
     a = p.parse_args()
     device = torch.device(a.device)
@@ -105,7 +106,7 @@ def main():
         scorer = Scorer(metrics, exts).to(device) if metrics else None
     plan = Plan(a.num_samples, 0, (channels, latent, latent), net.num_classes, a.batch, chunk_size=a.num_samples)
     render = Renderer(net, build_sampler("euler", steps=a.steps), vae, device,
-                      torch.bfloat16 if a.precision == "bf16" else None)
+                      torch.bfloat16 if a.precision == "bf16" else None, decode_precision=a.decode_precision)
     run(Plan(a.batch, 0, plan.shape, plan.num_classes, a.batch), render, scorer, log=lambda m: None)  # warm-up
     rates = []
     for _ in range(a.repeats):
@@ -117,9 +118,9 @@ def main():
             torch.cuda.synchronize()
         rates.append(a.num_samples / (time.perf_counter() - t))
     median = statistics.median(rates)
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    machine = machine_name(device)
     line = (f"| {machine} | {a.model} {a.resolution}px ({channels}x{latent}x{latent}) | {a.vae} | "
-            f"{a.features} | {a.steps} | {a.batch} | {a.precision} | {median:.1f} | "
+            f"{a.features} | {a.steps} | {a.batch} | {a.precision} / decode {a.decode_precision} | {median:.1f} | "
             f"{', '.join(f'{r:.1f}' for r in rates)} |")
     print(line)
     if a.out:
@@ -129,14 +130,6 @@ def main():
                            "|---|---|---|---|---|---|---|---|---|\n")
         with open(out, "a") as f:
             f.write(line + "\n")
-
-
-def _cpu_name() -> str:
-    try:
-        name = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        name = platform.processor() or platform.machine()
-    return f"{name}, {torch.get_num_threads()} threads"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Early checks of the `eval` group: one clear error before models load or images are generated."""
 from omegaconf import DictConfig
 
+from dmf.eval.generate import DECODE_PRECISIONS
 from dmf.eval.images import QUANTIZE
 from dmf.eval.paper import PAPER_FID
 
@@ -9,7 +10,7 @@ def validate_eval(cfg: DictConfig) -> None:
     ec = cfg.get("eval")
     if ec is None:
         raise ValueError("the config has no `eval` group: add `- eval: default` to conf/config.yaml's defaults")
-    for key in ("num_samples", "batch_size", "chunk_size"):
+    for key in ("num_samples", "batch_size", "chunk_size", "feature_batch_size"):
         v = ec.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"eval.{key}={v!r} must be a positive integer")
@@ -24,6 +25,8 @@ def validate_eval(cfg: DictConfig) -> None:
         raise ValueError(f"eval.labels={ec.labels!r} must be 'random' or 'balanced'")
     if ec.precision not in ("fp32", "tf32", "bf16", "fp16"):
         raise ValueError(f"eval.precision={ec.precision!r} must be fp32, tf32, bf16 or fp16")
+    if ec.get("decode_precision", "fp32") not in DECODE_PRECISIONS:
+        raise ValueError(f"eval.decode_precision={ec.decode_precision!r} must be one of {list(DECODE_PRECISIONS)}")
     if ec.paper is not None and ec.paper not in PAPER_FID:
         raise ValueError(f"eval.paper={ec.paper!r} must be one of {sorted(PAPER_FID)} or null")
     if ec.ref_space not in ("image", "latent"):

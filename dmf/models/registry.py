@@ -1,4 +1,5 @@
 """Model names such as `DMFT-XL/2` or `SiT-B/4` -> constructed networks."""
+from dmf.models.compile import compile_network
 from dmf.models.dmft import DMFT
 from dmf.models.sit import SiT
 
@@ -46,8 +47,9 @@ def build_model(
     repa_depth: int = 8,
     z_dims: tuple[int, ...] | list[int] = (),
     projector_dim: int = 2048,
+    compile: bool = False,
 ):
-    """Build a DMFT or SiT; depth/hidden_size/num_heads default to the named size."""
+    """Build a DMFT or SiT; depth/hidden_size/num_heads default to the named size; `compile`: torch.compile it."""
     family, size, patch = parse_name(name)
     d, h, nh = SIZES[size]
     common = dict(
@@ -58,5 +60,7 @@ def build_model(
     if family == "DMFT":
         if dmf_depth is None:
             raise ValueError("model.dmf_depth is required for DMFT (the paper uses 20 of 28 blocks for XL)")
-        return DMFT(dmf_depth=dmf_depth, **common)
-    return SiT(repa_depth=repa_depth, z_dims=tuple(z_dims), projector_dim=projector_dim, **common)
+        net = DMFT(dmf_depth=dmf_depth, **common)
+    else:
+        net = SiT(repa_depth=repa_depth, z_dims=tuple(z_dims), projector_dim=projector_dim, **common)
+    return compile_network(net) if compile else net

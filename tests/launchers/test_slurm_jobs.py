@@ -13,7 +13,7 @@ import torch
 
 ROOT = Path(__file__).parents[2]
 TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "model.dmf_depth=1",
-        "data.datamodule.batch_size=32", "callbacks.progress.refresh_rate=0", "trainer.log_every_n_steps=1",
+        "data.global_batch_size=32", "callbacks.progress.refresh_rate=0", "trainer.log_every_n_steps=1",
         "trainer.accelerator=cpu", "hydra.launcher.mem_gb=2"]
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

@@ -3,7 +3,7 @@ import torch
 from torch.func import jvp
 
 from dmf.models.attention import available_backends, get_backend, set_attention_backend
-from dmf.models.attention.registry import resolve
+from dmf.models.attention.registry import choose, resolve
 from tests.helpers import tiny_dmft
 
 
@@ -48,6 +48,56 @@ def test_unknown_backend_is_rejected_at_build_time():
         tiny_dmft(attention="flsh")
 
 
-def test_flash_backend_is_not_offered_on_cpu():
-    assert "flash" not in available_backends(torch.device("cpu"))
+def test_gpu_kernels_are_not_offered_on_cpu():
+    assert {"flash", "fused_jvp"}.isdisjoint(available_backends(torch.device("cpu")))
     assert available_backends(torch.device("cpu"))[:2] == ["sdpa", "math"]
+
+
+def test_auto_on_cuda_picks_the_fused_jvp_kernel_for_tangents_and_sdpa_or_flash_otherwise():
+    pytest.importorskip("triton")
+    cuda = torch.device("cuda")  # choose() only asks each backend whether it runs on this device type
+    assert choose(needs_jvp=True, device=cuda).name == "fused_jvp"
+    assert choose(needs_jvp=False, device=cuda).name in ("flash", "sdpa")
+    assert choose(needs_jvp=True, device=torch.device("cpu")).name == "math"
+
+
+def test_model_compile_key_compiles_in_place_and_the_ema_copy_stays_eager():
+    import copy
+
+    from hydra.utils import instantiate
+
+    from dmf.models.compile import _CompiledCall
+    from tests.helpers import compose_config
+
+    cfg = compose_config(["experiment=digits_dmf", "model.compile=true"])
+    net = instantiate(cfg.model)
+    assert isinstance(net._compiled_call_impl, _CompiledCall)
+    assert all("_orig_mod" not in k for k in net.state_dict())  # checkpoint names unchanged
+    assert copy.deepcopy(net)._compiled_call_impl is None  # else the EMA copy would run the live weights
+
+
+@pytest.mark.slow
+def test_compiled_dmft_gives_the_eager_loss_and_gradients_on_the_same_draws():
+    from dmf.models.compile import compile_network
+    from dmf.objectives import DMFLoss, LogitNormalTime, ModelGuidance
+
+    torch.manual_seed(0)
+    net = tiny_dmft()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    loss_fn = DMFLoss(LogitNormalTime(), ModelGuidance(0.6, 0.0, 0.7), cfg_prob=0.1)
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 3, 5, 9])
+    results, logs = [], []
+    for compiled in (False, True):
+        if compiled:  # aot_eager: dynamo + AOT autograd as with inductor, without minutes of C++ codegen on a CPU
+            compile_network(net, backend="aot_eager", log=logs.append)
+        net.zero_grad()
+        torch.manual_seed(7)
+        loss, _ = loss_fn(net, x, y)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in net.parameters() if p.grad is not None]))
+    (l0, g0), (l1, g1) = results
+    assert logs and "model.compile" in logs[0]  # compile time is reported
+    assert torch.allclose(l1, l0, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1, g0):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)

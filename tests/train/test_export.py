@@ -19,7 +19,7 @@ TINY = ["experiment=digits_dmf", "model.depth=2", "model.hidden_size=32", "model
 
 def test_export_writes_the_ema_weights_in_the_authors_layout(tmp_path):
     run_dir = tmp_path / "run"
-    train(compose_config([*TINY, f"run_dir={run_dir}", "trainer.max_steps=2", "data.datamodule.batch_size=8",
+    train(compose_config([*TINY, f"run_dir={run_dir}", "trainer.max_steps=2", "data.global_batch_size=8",
                           "callbacks.progress.refresh_rate=0"]))
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     cmd = [sys.executable, "run.py", "mode=export", *TINY, f"ckpt={ckpt}", f"hydra.run.dir={tmp_path / 'hydra'}"]

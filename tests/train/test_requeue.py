@@ -10,7 +10,7 @@ from dmf.train.entry import train
 from tests.helpers import compose_config
 
 TINY = ["experiment=digits_dmf", "model.depth=2", "model.hidden_size=32", "model.num_heads=2", "model.dmf_depth=1",
-        "data.datamodule.batch_size=32", "callbacks.progress.refresh_rate=0", "trainer.log_every_n_steps=1"]
+        "data.global_batch_size=32", "callbacks.progress.refresh_rate=0", "trainer.log_every_n_steps=1"]
 
 
 def run(run_dir: Path, *extra):

@@ -42,7 +42,7 @@ def test_a_sweep_job_is_grouped_and_named_by_its_overrides(offline, tmp_path):
 
 def test_lr_grad_norm_before_clipping_and_throughput_are_logged(tmp_path):
     train(compose_config(["experiment=digits_dmf", "model.depth=2", "model.hidden_size=32", "model.num_heads=2",
-                          "model.dmf_depth=1", "data.datamodule.batch_size=8", "callbacks.progress.refresh_rate=0",
+                          "model.dmf_depth=1", "data.global_batch_size=8", "callbacks.progress.refresh_rate=0",
                           f"run_dir={tmp_path}", "trainer.max_steps=3", "trainer.log_every_n_steps=1",
                           "trainer.gradient_clip_val=1e-6", "optim.lr=2e-4"]))
     rows = [r for r in csv.DictReader(open(tmp_path / "logs" / "version_0" / "metrics.csv")) if r.get("train/lr")]

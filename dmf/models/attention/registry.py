@@ -42,6 +42,10 @@ def available_backends(device: torch.device) -> list[str]:
 
 def carries_tangent(t: torch.Tensor) -> bool:
     """True inside torch.func.jvp (functorch-wrapped) or for a forward-AD dual tensor."""
+    if torch.compiler.is_compiling():
+        # torch.compile cannot trace the per-tensor test (a graph break that drops the whole forward to eager);
+        # it can read whether a transform or a forward-AD level is active (and guards on it)
+        return torch._C._functorch.maybe_current_level() is not None or torch.autograd.forward_ad._current_level >= 0
     if torch._C._functorch.is_functorch_wrapped_tensor(t):
         return True
     return torch.autograd.forward_ad.unpack_dual(t).tangent is not None
@@ -59,7 +63,12 @@ def resolve(name: str, q: torch.Tensor) -> AttentionBackend:
                 f"({[b.name for b in _BACKENDS.values() if b.supports_jvp]})"
             )
         return backend
+    return choose(needs_jvp, q.device)
+
+
+def choose(needs_jvp: bool, device: torch.device) -> AttentionBackend:
+    """`auto`: the highest-priority backend available on `device` that supports what the call needs."""
     for backend in sorted(_BACKENDS.values(), key=lambda b: -b.priority):
-        if (backend.supports_jvp or not needs_jvp) and backend.is_available(q.device):
+        if (backend.supports_jvp or not needs_jvp) and backend.is_available(device):
             return backend
     raise RuntimeError("no attention backend available")  # unreachable: `math` runs everywhere
