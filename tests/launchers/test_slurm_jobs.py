@@ -36,7 +36,8 @@ def submitit_logs(sweep_dir: Path) -> str:
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted(p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml"))
+    found = sweep_dir.rglob(".hydra/overrides.yaml")
+    return sorted(p.parent.parent for p in found if "config_history" not in p.parts)  # not the per-attempt copies
 
 
 def logged_rows(run_dir: Path) -> list[dict]:

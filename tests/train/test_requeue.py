@@ -87,7 +87,7 @@ def test_periodic_snapshots_keep_the_ema_weights_only_and_last_keeps_everything(
     from dmf.models import load_pretrained
     from tests.helpers import tiny_dmft
 
-    run(tmp_path, "trainer.max_steps=4", "callbacks.checkpoint.every_n_train_steps=2")
+    run(tmp_path, "trainer.max_steps=4", "callbacks.checkpoint.every_n_train_steps=2", "callbacks.checkpoint.ema_only=true")
     ckpts = {p.name: torch.load(p, weights_only=False) for p in (tmp_path / "checkpoints").glob("*.ckpt")}
     snapshots = {name: c for name, c in ckpts.items() if not name.startswith("last")}
     assert len(snapshots) == 2 and "last.ckpt" in ckpts
