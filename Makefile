@@ -6,7 +6,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-fast bench eval-official clean
+.PHONY: install demo test test-fast test-slurm bench eval-official clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# the SLURM tests (-m slurm) on a single-node cluster on loopback (launchers/slurm_local.sh; Debian packages,
+# root); where no cluster can start it says why and skips them. Every step is time-bounded.
+test-slurm: $(STAMP)
+	timeout 900 launchers/slurm_local.sh install || echo "test-slurm: packages not installed; the SLURM tests will skip"
+	timeout 2700 launchers/slurm_local.sh with timeout 2400 $(PY) -m pytest -q -m slurm tests/launchers
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

@@ -4,9 +4,7 @@
     python run.py experiment=dmf_xl_256        # DMF-XL/2 fine-tuning on ImageNet 256
     python run.py experiment=dmf_xl_256 --cfg job   # print the composed config
 """
-import os
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -15,7 +13,6 @@ from dmf.config import register_resolvers, validate
 from dmf.core.errors import UsageError
 
 register_resolvers()
-os.environ.setdefault("DMF_ROOT", str(Path(__file__).resolve().parent))  # finds launchers/ from any cwd
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")

@@ -10,6 +10,9 @@ from dmf.models.registry import SIZES, parse_name
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("dmf.div"):
         OmegaConf.register_new_resolver("dmf.div", lambda a, b: int(a) // int(b))
+    if not OmegaConf.has_resolver("dmf.launcher"):
+        from dmf.train.slurm import launcher_value  # here: dmf.train.slurm imports this module
+        OmegaConf.register_new_resolver("dmf.launcher", launcher_value)
 
 
 class ConfigError(UsageError, ValueError):

@@ -4,6 +4,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from dmf.data.epoch_sampler import EpochSampler
+
 
 def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
     """Images (1797, 1, 8, 8) in [-1, 1] (sklearn's 0..16 gray levels) and labels (1797,)."""
@@ -31,6 +33,7 @@ class DigitsDataModule(L.LightningDataModule):
     def train_dataloader(self):
         # drop_last keeps every step at the configured batch size: 1,797 is prime-ish and steps stay comparable
         return DataLoader(
-            self.dataset, batch_size=self.batch_size, shuffle=True, drop_last=True, num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(self.seed), persistent_workers=self.num_workers > 0,
+            self.dataset, batch_size=self.batch_size, sampler=EpochSampler(len(self.dataset), self.seed),
+            drop_last=True, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),  # worker seeds from here, not the global RNG
         )

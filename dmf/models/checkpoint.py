@@ -52,6 +52,10 @@ def safe_load(path: str | Path, key: str | None = None, map_location="cpu", **kw
         raise CheckpointError(f"{where}: no such file (expected a .ckpt/.pt checkpoint)")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{where}: the file is empty (an interrupted save or copy?); pass a complete checkpoint")
+    if path.suffix == ".safetensors":  # a bare state dict (mode=export writes the EMA weights this way too)
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
             return torch.load(path, map_location=map_location, weights_only=True, **kwargs)

@@ -15,6 +15,8 @@ from dmf.train.module import TrainModule
 from dmf.train.nonfinite import TRAINER_KEYS as NONFINITE_KEYS
 from dmf.train.preflight import check_data, preflight
 from dmf.train.resume_guard import check_resume
+from dmf.train.slurm import slurm_trainer_kwargs
+from dmf.train.strategy import check_strategy
 
 
 def build_network(cfg: DictConfig) -> torch.nn.Module:
@@ -39,7 +41,7 @@ def trainer_kwargs(cfg: DictConfig, accumulate: int) -> dict:
     if kw.get("precision") == "auto":
         kw["precision"] = "bf16-mixed" if torch.cuda.is_available() else "32-true"
     kw["accumulate_grad_batches"] = accumulate
-    return kw
+    return slurm_trainer_kwargs(kw)
 
 
 def resume_path(cfg: DictConfig) -> str | None:
@@ -53,6 +55,7 @@ def resume_path(cfg: DictConfig) -> str | None:
 
 
 def train(cfg: DictConfig) -> TrainModule:
+    check_strategy(cfg)  # a strategy that cannot train this objective stops before anything else
     batch = preflight(cfg)  # before any rank starts or anything is built
     check_resume(cfg, resume_path(cfg))  # a resume must not rewrite the run's history
     datamodule = instantiate(cfg.data.datamodule, batch_size=batch.per_device)

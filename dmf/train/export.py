@@ -1,0 +1,41 @@
+"""mode=export: the EMA weights of a training checkpoint in the authors' layout, for their code and ours.
+
+    python run.py mode=export experiment=<as trained> ckpt=<run>/checkpoints/last.ckpt
+
+writes <stem>-ema.pt ({"ema": state_dict}), <stem>-ema.safetensors (the same tensors) and <stem>-ema.yaml (the
+composed config) beside the checkpoint, or at `mode.out` (a path without suffix). The weights are loaded into the
+configured network first (every key must fit), so an export never holds weights its config cannot load.
+"""
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from dmf.models.checkpoint import load_weights
+from dmf.models.hub import resolve_path
+
+SUFFIXES = (".pt", ".safetensors", ".yaml")
+
+
+def export(cfg: DictConfig, out: str | None = None, overwrite: bool = False) -> dict[str, Path]:
+    from safetensors.torch import save_file
+
+    if not cfg.get("ckpt"):
+        raise ValueError("mode=export needs ckpt=<run>/checkpoints/last.ckpt (or any checkpoint with EMA weights)")
+    src = Path(resolve_path(cfg.ckpt))
+    stem = Path(out) if out else src.with_name(f"{src.stem}-ema")
+    paths = {s: stem.with_name(stem.name + s) for s in SUFFIXES}
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"mode=export would replace {', '.join(existing)}: pass mode.overwrite=true "
+                              f"or mode.out=<another path>")
+    net = instantiate(cfg.model)
+    load_weights(net, src, prefer="ema")  # strict: the config must describe these weights
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"ema": state}, paths[".pt"])
+    save_file(state, str(paths[".safetensors"]), metadata={"source": str(src)})
+    OmegaConf.save(cfg, paths[".yaml"])  # unresolved: keeps its interpolations, like .hydra/config.yaml
+    print(f"[dmf] exported the EMA weights of {src} ({len(state)} tensors) to {stem}{{{','.join(SUFFIXES)}}}")
+    return paths

@@ -1,0 +1,22 @@
+"""ModelCheckpoint whose periodic snapshots can keep the EMA weights only (`ema_only`; a full DMF-XL/2 state with
+the online weights and AdamW moments is ~11 GB). `last.ckpt` stays complete: resume=auto uses it. An EMA-only
+snapshot serves sampling, evaluation and fine-tuning (ckpt=), not resume=."""
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class EMASnapshots(ModelCheckpoint):
+    def __init__(self, *args, ema_only: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ema_only = ema_only
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        if not self.ema_only or Path(filepath).stem.startswith(self.CHECKPOINT_NAME_LAST):
+            return super()._save_checkpoint(trainer, filepath)
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=True)
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("ema_net.")}
+        trainer.strategy.save_checkpoint(checkpoint, filepath)  # rank 0 writes
+        trainer.strategy.barrier("dmf_ema_snapshot")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath

@@ -1,0 +1,113 @@
+"""Jobs on a real SLURM cluster (`make test-slurm` starts one on loopback), submitted the way a user does:
+`python run.py -m hydra/launcher=slurm_cpu ...` through hydra-submitit-launcher."""
+import csv
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).parents[2]
+TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "model.dmf_depth=1",
+        "data.global_batch_size=32", "callbacks.progress.refresh_rate=0", "trainer.log_every_n_steps=1",
+        "trainer.accelerator=cpu", "hydra.launcher.mem_gb=2"]
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+THREADS = {"OMP_NUM_THREADS": "1"}  # jobs and local reference runs sum floats in the same order (sbatch passes env)
+
+
+def submit(sweep_dir: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Blocks until every job of the sweep is done, as `python run.py -m` does."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", **THREADS}
+    out = subprocess.run(
+        [sys.executable, "run.py", "-m", "hydra/launcher=slurm_cpu", "experiment=digits_dmf", *TINY,
+         f"hydra.sweep.dir={sweep_dir}", *overrides],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + submitit_logs(sweep_dir)
+    return out
+
+
+def submitit_logs(sweep_dir: Path) -> str:
+    return "".join(f"\n--- {p}\n{p.read_text()[-2000:]}" for p in sorted(sweep_dir.glob(".submitit/*/*_log.*")))
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    found = sweep_dir.rglob(".hydra/overrides.yaml")
+    return sorted(p.parent.parent for p in found if "config_history" not in p.parts)  # not the per-attempt copies
+
+
+def logged_rows(run_dir: Path) -> list[dict]:
+    rows = []
+    for path in sorted((run_dir / "logs").glob("version_*/metrics.csv")):
+        rows += [r for r in csv.DictReader(open(path)) if r.get("train/loss")]
+    return rows
+
+
+def test_a_2x2_grid_runs_one_job_per_point_and_each_writes_its_results(tmp_path):
+    start = time.time()
+    submit(tmp_path, "guidance.omega=0.2,0.6", "time.P_mean_t=0.0,0.4", "trainer.max_steps=4",
+           "hydra.launcher.cpus_per_task=1", "callbacks=with_eval", "callbacks.fid=null",
+           "callbacks.sample_grid.steps=[1]", "callbacks.sample_grid.num_images=10",
+           "+callbacks.stamp._target_=tests.launchers.sleep_each.StampFirstStep")
+    dirs = job_dirs(tmp_path)
+    assert len(dirs) == 4
+    finals, points = set(), set()
+    for d in dirs:
+        rows = logged_rows(d)
+        assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
+        assert list((d / "samples").glob("*.png")), f"no sample grid in {d}"
+        finals.add(rows[-1]["train/loss"])
+        points.add(tuple(sorted((d / ".hydra" / "overrides.yaml").read_text().split())))
+        assert torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    assert len(points) == 4 and len(finals) == 4  # four distinct sweep points, four distinct results
+    first = sorted(float(t) - start for t in re.findall(r"\[first step\] ([\d.]+)", submitit_logs(tmp_path)))
+    print(f"2x2 grid: first steps {[round(t, 1) for t in first]} s after submit; all done after "
+          f"{time.time() - start:.1f} s")
+
+
+def test_two_tasks_per_node_is_a_two_process_lightning_job(tmp_path):
+    """tasks_per_node=2 alone makes Lightning's world size 2: trainer.devices follows the launcher."""
+    submit(tmp_path, "hydra.launcher.tasks_per_node=2", "hydra.launcher.cpus_per_task=1", "trainer.max_steps=2",
+           "trainer.strategy=ddp")
+    logs = submitit_logs(tmp_path)
+    assert "distributed_backend=gloo" in logs, logs
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in logs and "GLOBAL_RANK: 1, MEMBER: 2/2" in logs, logs
+    (run_dir,) = job_dirs(tmp_path)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 2
+
+
+def test_a_requeued_job_loses_no_step_and_ends_with_the_uninterrupted_weights(tmp_path):
+    """SLURM sends USR2 once now + signal_delay_s + 30 s (its check period) passes the limit: with timeout_min=5 and
+    signal_delay_s=140, 130-160 s into an attempt. The first attempt takes over 3 s per step (60 steps: it cannot
+    finish), a resumed one runs at full speed (on a busy machine it may be signalled again: max_num_timeout=6)."""
+    steps = 60  # 56 batches per epoch: the run also crosses an epoch boundary
+    slow = ["+callbacks.slow._target_=tests.launchers.sleep_each.SlowUntilResumed", "+callbacks.slow.seconds=3"]
+    start = time.time()
+    submit(tmp_path / "sweep", f"trainer.max_steps={steps}", "hydra.launcher.timeout_min=5",
+           "hydra.launcher.signal_delay_s=140", "hydra.launcher.max_num_timeout=6",
+           "hydra.launcher.cpus_per_task=2", *slow, timeout=900)
+    elapsed = time.time() - start
+    (run_dir,) = job_dirs(tmp_path / "sweep")
+    logs = submitit_logs(tmp_path / "sweep")
+    assert "SIGUSR2 at step" in logs, logs  # the signal came and the checkpoint was written on it
+    assert len(list((run_dir / "logs").glob("version_*"))) >= 2  # the same run dir, resumed
+    assert [int(r["step"]) for r in logged_rows(run_dir)] == list(range(steps))
+    # the uninterrupted run, same overrides, in this process's environment
+    ref = tmp_path / "whole"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **THREADS}
+    for name in [k for k in env if k.startswith("SLURM_")]:
+        env.pop(name)
+    out = subprocess.run([sys.executable, "run.py", "experiment=digits_dmf", *TINY[:-1], f"trainer.max_steps={steps}",
+                          f"hydra.run.dir={ref}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    whole = torch.load(ref / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+    timeline = re.findall(r"\[dmf\] SIGUSR2 at step \d+", logs)
+    print(f"requeue: {elapsed:.0f} s from submit to the end; signals: {timeline}")

@@ -1,0 +1,101 @@
+"""A run stopped by the pre-timeout signal and resumed equals the uninterrupted run, step for step."""
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from dmf.train.entry import train
+from tests.helpers import compose_config
+
+TINY = ["experiment=digits_dmf", "model.depth=2", "model.hidden_size=32", "model.num_heads=2", "model.dmf_depth=1",
+        "data.global_batch_size=32", "callbacks.progress.refresh_rate=0", "trainer.log_every_n_steps=1"]
+
+
+def run(run_dir: Path, *extra):
+    return train(compose_config([*TINY, f"run_dir={run_dir}", *extra]))
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    steps = []
+    for path in sorted((run_dir / "logs").glob("version_*/metrics.csv")):
+        steps += [int(r["step"]) for r in csv.DictReader(open(path)) if r.get("train/loss")]
+    return steps
+
+
+def weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+
+
+@pytest.mark.slow
+def test_signal_checkpoint_then_resume_equals_the_uninterrupted_run(tmp_path):
+    run(tmp_path / "whole", "trainer.max_steps=6")
+    signalled = tmp_path / "signalled"
+    with pytest.raises(SystemExit, match="stopped on SIGUSR2"):
+        run(signalled, "trainer.max_steps=6", "callbacks.checkpoint.every_n_train_steps=4",
+            "+callbacks.signal._target_=tests.train.signal_at.SignalAt", "+callbacks.signal.step=3")
+    # the signal came during step 2 (global_step 3 after it): the checkpoint holds steps 0..2 and nothing else
+    assert torch.load(signalled / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+    # ModelCheckpoint's own `last` (every 4 steps here) replaces that file rather than writing last-v1.ckpt
+    module = run(signalled, "trainer.max_steps=6", "callbacks.checkpoint.every_n_train_steps=4")
+    assert module.trainer.global_step == 6  # resume=auto: mid-epoch, same draws as the whole run
+    assert sorted(p.name for p in (signalled / "checkpoints").glob("last*")) == ["last.ckpt"]
+    assert logged_steps(signalled) == list(range(6)) == logged_steps(tmp_path / "whole")
+    whole, resumed = weights(tmp_path / "whole"), weights(signalled)
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+
+
+@pytest.mark.slow
+def test_a_kill_without_signal_resumes_from_the_rolling_checkpoint(tmp_path):
+    """SIGKILL mid-run: nothing is written on the way out; the wall-time `last.ckpt` (here at every step) is resumed
+    and the run still ends with the uninterrupted weights, losing only the steps since that checkpoint."""
+    import subprocess
+    import sys
+
+    killed = tmp_path / "killed"
+    out = subprocess.run(
+        [sys.executable, "run.py", *TINY, "trainer.max_steps=6", "callbacks.rolling_last.every_minutes=1e-9",
+         "+callbacks.kill._target_=tests.train.signal_at.SignalAt", "+callbacks.kill.step=4",
+         "+callbacks.kill.signum=SIGKILL", f"hydra.run.dir={killed}"],
+        cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})  # same float sums as this process
+    assert out.returncode == -9, out.stderr[-2000:]
+    assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3  # step 3's start
+    run(killed, "trainer.max_steps=6")
+    run(tmp_path / "whole", "trainer.max_steps=6")
+    whole, resumed = weights(tmp_path / "whole"), weights(killed)
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+
+
+def test_rolling_last_by_wall_time(tmp_path, monkeypatch):
+    import dmf.train.requeue as requeue
+
+    steps = []
+    save = requeue.save_last
+    monkeypatch.setattr(requeue, "save_last", lambda trainer, d: steps.append(trainer.global_step) or save(trainer, d))
+    run(tmp_path, "trainer.max_steps=3", "callbacks.rolling_last.every_minutes=1e-9")
+    assert steps == [1, 2]  # at the start of every step but the first (nothing to save yet)
+    run(tmp_path / "off", "trainer.max_steps=2", "callbacks.rolling_last.every_minutes=null")
+    assert steps == [1, 2]
+
+
+def test_periodic_snapshots_keep_the_ema_weights_only_and_last_keeps_everything(tmp_path):
+    from dmf.models import load_pretrained
+    from tests.helpers import tiny_dmft
+
+    run(tmp_path, "trainer.max_steps=4", "callbacks.checkpoint.every_n_train_steps=2", "callbacks.checkpoint.ema_only=true")
+    ckpts = {p.name: torch.load(p, weights_only=False) for p in (tmp_path / "checkpoints").glob("*.ckpt")}
+    snapshots = {name: c for name, c in ckpts.items() if not name.startswith("last")}
+    assert len(snapshots) == 2 and "last.ckpt" in ckpts
+    for c in snapshots.values():
+        assert c["state_dict"] and all(k.startswith("ema_net.") for k in c["state_dict"])
+        assert "optimizer_states" not in c
+    last = ckpts["last.ckpt"]
+    assert any(k.startswith("net.") for k in last["state_dict"]) and last["optimizer_states"]
+    net = tiny_dmft(depth=2, hidden_size=32, num_heads=2, dmf_depth=1)  # the TINY model above
+    path = tmp_path / "checkpoints" / sorted(snapshots)[-1]
+    assert load_pretrained(net, path) == {"dropped": [], "initialised": []}
