@@ -53,8 +53,8 @@ def validate_training(cfg: DictConfig) -> None:
     if "FlowMatching" in cfg.objective._target_ and cfg.guidance.type != "none":
         raise ConfigError(f"objective=fm trains a flow model on the plain velocity; set guidance=none "
                           f"(got guidance.type={cfg.guidance.type})")
-    if "DMF" in cfg.objective._target_ and not parse_name(cfg.model.name)[0] == "DMFT":
-        raise ConfigError(f"objective=dmf needs a DMFT model, got model.name={cfg.model.name}")
+    if "DMF" in cfg.objective._target_ and parse_name(cfg.model.name)[0] not in ("DMFT", "MF"):
+        raise ConfigError(f"objective=dmf needs a flow-map model (model=dmft or model=mf), got model.name={cfg.model.name}")
 
 
 def validate_sampler(cfg: DictConfig) -> None:

@@ -4,9 +4,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dmf.models.meanflow import MeanFlowTransformer
+
 # Keys that a SiT(+REPA) checkpoint has and DMFT lacks, or the reverse, when fine-tuning a flow model into
 # a flow map: REPA projectors are dropped, the log-variance head keeps its fresh (zero) initialisation.
 SIT_TO_DMFT = {"drop_prefixes": ("projectors.",), "init_prefixes": ("logvar_linear.",)}
+# The MeanFlow baseline from a SiT: its (t - r) embedder is new too (last layer zero, so it starts as the SiT).
+SIT_TO_MF = {"drop_prefixes": ("projectors.",), "init_prefixes": ("logvar_linear.", "h_embedder.")}
+
+
+def pretrained_policy(net: nn.Module) -> dict:
+    return SIT_TO_MF if isinstance(net, MeanFlowTransformer) else SIT_TO_DMFT
 
 
 class CheckpointMismatch(RuntimeError):
@@ -73,5 +81,6 @@ def load_weights(
 
 def load_pretrained(net: nn.Module, source: str | Path | dict, prefer: str = "ema") -> dict[str, list[str]]:
     """Weights to fine-tune from or to sample with: strict, except REPA projectors (dropped: DMFT and sampling
-    never use them) and a DMFT's log-variance head (kept as initialised when the checkpoint is a SiT's)."""
-    return load_weights(net, source, prefer=prefer, **SIT_TO_DMFT)
+    never use them) and a flow map's log-variance head (and the MeanFlow baseline's (t - r) embedder), kept as
+    initialised when the checkpoint is a SiT's."""
+    return load_weights(net, source, prefer=prefer, **pretrained_policy(net))

@@ -1,5 +1,6 @@
-"""Model names such as `DMFT-XL/2` or `SiT-B/4` -> constructed networks."""
+"""Model names such as `DMFT-XL/2`, `MF-L/2` or `SiT-B/4` -> constructed networks."""
 from dmf.models.dmft import DMFT
+from dmf.models.meanflow import MeanFlowTransformer
 from dmf.models.sit import SiT
 
 # (depth, hidden_size, num_heads); T is the tiny size of the embedded digits task.
@@ -11,7 +12,7 @@ SIZES = {
     "L": (24, 1024, 16),
     "XL": (28, 1152, 16),
 }
-FAMILIES = {"DMFT": DMFT, "SiT": SiT}
+FAMILIES = {"DMFT": DMFT, "MF": MeanFlowTransformer, "SiT": SiT}
 PATCHES = (1, 2, 4, 8)
 
 
@@ -47,7 +48,7 @@ def build_model(
     z_dims: tuple[int, ...] | list[int] = (),
     projector_dim: int = 2048,
 ):
-    """Build a DMFT or SiT; depth/hidden_size/num_heads default to the named size."""
+    """Build a DMFT, MF (MeanFlow baseline) or SiT; depth/hidden_size/num_heads default to the named size."""
     family, size, patch = parse_name(name)
     d, h, nh = SIZES[size]
     common = dict(
@@ -59,4 +60,6 @@ def build_model(
         if dmf_depth is None:
             raise ValueError("model.dmf_depth is required for DMFT (the paper uses 20 of 28 blocks for XL)")
         return DMFT(dmf_depth=dmf_depth, **common)
+    if family == "MF":
+        return MeanFlowTransformer(**common)
     return SiT(repa_depth=repa_depth, z_dims=tuple(z_dims), projector_dim=projector_dim, **common)
