@@ -9,6 +9,8 @@ from dmf.models.registry import SIZES, parse_name
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("dmf.div"):
         OmegaConf.register_new_resolver("dmf.div", lambda a, b: int(a) // int(b))
+    if not OmegaConf.has_resolver("dmf.if_positive"):  # e.g. REPA projectors only when objective.repa_weight > 0
+        OmegaConf.register_new_resolver("dmf.if_positive", lambda value, then, other: then if float(value) > 0 else other)
 
 
 class ConfigError(ValueError):
@@ -57,6 +59,17 @@ def validate_training(cfg: DictConfig) -> None:
         raise ConfigError(f"objective=dmf needs a flow-map model (model=dmft or model=mf), got model.name={cfg.model.name}")
 
 
+def validate_repa(cfg: DictConfig) -> None:
+    """REPA aligns with an encoder of the raw images: latent data must carry them (pixel-space data is its own)."""
+    weight = OmegaConf.select(cfg, "objective.repa_weight", default=0.0) or 0.0
+    if weight > 0 and cfg.data.latent_downsample > 1 and not OmegaConf.select(cfg, "data.datamodule.images", default=False):
+        raise ConfigError(
+            f"objective.repa_weight={weight} aligns the SiT with an encoder of the raw images, but data={cfg.data.name} "
+            f"yields VAE latents without them (the latent datamodules do not deliver images yet). Fix: train REPA on "
+            f"pixel-space data (e.g. experiment=digits_flow objective.repa_weight=0.5), start DMF from the published "
+            f"SiT-XL/2+REPA checkpoint, or set objective.repa_weight=0")
+
+
 def validate_sampler(cfg: DictConfig) -> None:
     _number(cfg, "sampler.steps", 1, integer=True)
     for key in ("sampler.shift", "sampler.cfg_scale", "sampler.g_min", "sampler.g_max"):
@@ -68,6 +81,7 @@ def validate(cfg: DictConfig) -> None:
     try:
         validate_model(cfg)
         validate_training(cfg)
+        validate_repa(cfg)
         validate_sampler(cfg)
     except ValueError as err:
         raise ConfigError(f"invalid config: {err}") from None
