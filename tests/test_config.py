@@ -22,7 +22,11 @@ def test_the_paper_experiments_exist():
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_validates_and_builds_its_model(experiment, tmp_path):
     cfg = compose_config([f"experiment={experiment}", f"run_dir={tmp_path}"])
-    validate(cfg)
+    if experiment.endswith("_repa"):  # REPA on ImageNet latents needs the raw images, not delivered yet
+        with pytest.raises(ConfigError, match="raw images"):
+            validate(cfg)
+    else:
+        validate(cfg)
     with torch.device("meta"):
         net = instantiate(cfg.model)
     assert net.input_size == cfg.data.latent_size and net.num_classes == cfg.data.num_classes
