@@ -9,6 +9,8 @@ from dmf.models.registry import SIZES, parse_name
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("dmf.div"):
         OmegaConf.register_new_resolver("dmf.div", lambda a, b: int(a) // int(b))
+    if not OmegaConf.has_resolver("dmf.keys"):  # a paper table's rows as a sweep: "a,b,c"
+        OmegaConf.register_new_resolver("dmf.keys", lambda node: ",".join(str(k) for k in node))
     if not OmegaConf.has_resolver("dmf.if_positive"):  # e.g. REPA projectors only when objective.repa_weight > 0
         OmegaConf.register_new_resolver("dmf.if_positive", lambda value, then, other: then if float(value) > 0 else other)
 

@@ -61,5 +61,8 @@ def build_model(
             raise ValueError("model.dmf_depth is required for DMFT (the paper uses 20 of 28 blocks for XL)")
         return DMFT(dmf_depth=dmf_depth, **common)
     if family == "MF":
+        if dmf_depth is not None:
+            raise ValueError(f"model.dmf_depth={dmf_depth} does not apply to {name}: the MeanFlow baseline has no "
+                             f"encoder/decoder split (set model.dmf_depth=null, or use a DMFT model)")
         return MeanFlowTransformer(**common)
     return SiT(repa_depth=repa_depth, z_dims=tuple(z_dims), projector_dim=projector_dim, **common)
