@@ -92,8 +92,8 @@ def run_row(cfg: DictConfig) -> dict:
     init = spec.get("init")
     if spec.get("train", False):
         if init:
-            ckpt = stage_checkpoint(paper, init, extra) if init in (paper.get("stages") or {}) else init
-            overrides = [*overrides, f"ckpt={ckpt}"]
+            init = stage_checkpoint(paper, init, extra) if init in (paper.get("stages") or {}) else init
+            overrides = [*overrides, f"ckpt={init}"]
         ckpt = train_into(job_dir, overrides, extra)
         overrides = [o for o in overrides if not o.startswith("ckpt=")] + [f"ckpt={ckpt}"]
     nfes = [int(n) for n in paper.nfe]
@@ -106,7 +106,7 @@ def run_row(cfg: DictConfig) -> dict:
               "paper": paper_values(spec), "ours": ours,
               "extra": {k: {int(r["steps"]): r.get(k) for r in eval_results(job_dir / "eval")}
                         for k in (paper.get("extra_metrics") or [])},
-              "overrides": [*overrides, *extra], "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M")}
+              "init": str(init) if init else None, "overrides": [*overrides, *extra], "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M")}
     tmp = job_dir / (RESULT_FILE + ".tmp")
     tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(job_dir / RESULT_FILE)

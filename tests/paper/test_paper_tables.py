@@ -104,7 +104,7 @@ def test_digits_ablation_two_rows_launch_and_collect(tmp_path):
     assert sorted(p.name.split("-")[0] for p in (runs / "_stages").iterdir()) == ["flow", "flow_repa"]
     record = json.loads((runs / "mf_mg_repa" / RESULT_FILE).read_text())
     assert record["label"] == "MF-T/2 + model guidance + REPA init" and set(record["ours"]) == {"1", "2"}
-    assert any("flow_repa" in o for o in record["overrides"])  # it started from the REPA stage
+    assert "_stages/flow_repa-" in record["init"]  # it started from the REPA stage
     gather = subprocess.run([sys.executable, str(ROOT / "run.py"), "mode=paper_collect", "paper=digits_ablation",
                              f"paper.root={runs}"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert gather.returncode == 0, gather.stderr[-3000:]
