@@ -46,4 +46,4 @@ paper-digits: $(STAMP)
 	$(PY) run.py mode=paper_collect paper=digits_ablation
 
 clean:
-	rm -rf outputs multirun .pytest_cache
+	rm -rf outputs multirun paper_runs .pytest_cache

@@ -1,18 +1,13 @@
-"""The MeanFlow baseline: starts as the SiT it is initialised from, for every (t, r); JVP; DMF training on digits."""
+"""The MeanFlow baseline: starts as the SiT it is initialised from, for every (t, r); DMF training on digits.
+(Its JVP is checked beside DMFT's in test_jvp_and_attention.py.)"""
 import pytest
 import torch
-from torch.func import jvp
+from hydra.utils import instantiate
 
 from dmf.config import ConfigError, validate
-from dmf.models import CheckpointMismatch, build_model, load_pretrained
+from dmf.models import CheckpointMismatch, load_pretrained
 from dmf.train.entry import train
-from tests.helpers import compose_config, tiny_sit
-
-TINY = dict(input_size=8, in_channels=1, num_classes=10, depth=3, hidden_size=32, num_heads=2)
-
-
-def tiny_mf(**overrides):
-    return build_model("MF-T/2", **{**TINY, **overrides})
+from tests.helpers import compose_config, tiny_mf, tiny_sit
 
 
 def randomised(net):
@@ -50,22 +45,13 @@ def test_mf_does_not_take_a_dmft_shaped_mismatch_silently():
         load_pretrained(tiny_mf(input_size=16), tiny_sit().state_dict())
 
 
-def test_mf_jvp_matches_central_finite_differences():
-    torch.manual_seed(1)
-    net = randomised(tiny_mf(qk_norm=True)).double()
-    x, v = torch.randn(3, 1, 8, 8, dtype=torch.float64), torch.randn(3, 1, 8, 8, dtype=torch.float64)
-    t, r = torch.tensor([0.9, 0.5, 0.3], dtype=torch.float64), torch.tensor([0.2, 0.5, 0.0], dtype=torch.float64)
-    y = torch.tensor([1, 2, 10])
-    _, du_dt = jvp(lambda x_, t_, r_: net(x_, t_, r_, y), (x, t, r), (v, torch.ones_like(t), torch.zeros_like(r)))
-    eps = 1e-6
-    fd = (net(x + eps * v, t + eps, r, y) - net(x - eps * v, t - eps, r, y)) / (2 * eps)
-    assert du_dt.abs().max() > 1e-3
-    assert torch.allclose(du_dt, fd, rtol=1e-5, atol=1e-7)
-
-
 def test_mf_model_config_builds_and_dmf_needs_a_flow_map_model():
-    cfg = compose_config(["experiment=digits_dmf", "model=mf", "model.name=MF-T/2"])
+    cfg = compose_config(["experiment=digits_mf"])
     validate(cfg)
+    assert cfg.model.name == "MF-T/2" and cfg.objective._target_.endswith("DMFLoss")
+    # DMFT's split does not exist in MF: a leftover dmf_depth is an error, not silently ignored
+    with pytest.raises(Exception, match="model.dmf_depth=4 does not apply to MF-T/2"):
+        instantiate(compose_config(["experiment=digits_dmf", "model=mf", "model.name=MF-T/2"]).model)
     with pytest.raises(ConfigError, match="objective=dmf needs a flow-map model"):
         validate(compose_config(["experiment=digits_dmf", "model=sit", "model.name=SiT-T/2"]))
 
@@ -77,7 +63,7 @@ def test_mf_trains_with_the_dmf_objective_on_digits_from_a_flow_checkpoint(tmp_p
     flow = compose_config(["experiment=digits_flow", f"run_dir={tmp_path / 'flow'}", "trainer.max_steps=2", *tiny])
     train(flow)
     ckpt = tmp_path / "flow" / "checkpoints" / "last.ckpt"
-    cfg = compose_config(["experiment=digits_dmf", "model=mf", "model.name=MF-T/2", f"ckpt={ckpt}",
+    cfg = compose_config(["experiment=digits_mf", f"ckpt={ckpt}",
                           f"run_dir={tmp_path / 'mf'}", "trainer.max_steps=3", "guidance.omega=0.6", *tiny])
     validate(cfg)
     module = train(cfg)
