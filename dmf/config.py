@@ -3,6 +3,7 @@ from numbers import Real
 
 from omegaconf import DictConfig, OmegaConf
 
+from dmf.core.errors import UsageError
 from dmf.models.registry import SIZES, parse_name
 
 
@@ -15,7 +16,7 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("dmf.if_positive", lambda value, then, other: then if float(value) > 0 else other)
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     pass
 
 
@@ -54,6 +55,11 @@ def validate_training(cfg: DictConfig) -> None:
     for key in ("P_mean", "P_std", "P_mean_t", "P_std_t", "P_mean_r", "P_std_r"):
         _number(cfg, f"time.{key}")
     _number(cfg, "optim.lr", 0.0)
+    _number(cfg, "data.global_batch_size", 1, integer=True)
+    if cfg.data.get("max_batch_per_device") is not None:
+        _number(cfg, "data.max_batch_per_device", 1, integer=True)
+    if cfg.trainer.accumulate_grad_batches != "auto":
+        _number(cfg, "trainer.accumulate_grad_batches", 1, integer=True)
     if "FlowMatching" in cfg.objective._target_ and cfg.guidance.type != "none":
         raise ConfigError(f"objective=fm trains a flow model on the plain velocity; set guidance=none "
                           f"(got guidance.type={cfg.guidance.type})")
@@ -78,9 +84,43 @@ def validate_sampler(cfg: DictConfig) -> None:
         _number(cfg, key)
 
 
+def validate_values(cfg: DictConfig) -> None:
+    """Values that would otherwise fail late, with an error naming no key, or not fail at all (issue 8): types of
+    keys the other checks compute with, ranges whose violation trains silently into garbage, fixed-size datasets."""
+    for key, lo in (("seed", 0), ("data.resolution", 1), ("trainer.max_steps", -1)):
+        if OmegaConf.select(cfg, key) is not None:
+            _number(cfg, key, lo, integer=True)
+    decay = OmegaConf.select(cfg, "ema.decay")
+    if decay is not None:
+        _number(cfg, "ema.decay")
+        if not 0.0 <= decay < 1.0:
+            raise ConfigError(f"ema.decay={decay} must lie in [0, 1) (each step keeps `decay` of the average; "
+                              f"values >= 1 stop or blow up the EMA weights); the paper uses 0.9999")
+    g = cfg.get("guidance")
+    if g is not None and g.get("type") in ("mg", "distill"):
+        _number(cfg, "guidance.omega")
+        hi = {"mg": 1.0, "distill": 10.0}[g.type]
+        if not 0.0 <= g.omega < hi:
+            why = ("model guidance v + omega (v(y) - v(null)) acts as CFG scale 1 / (1 - omega): omega >= 1 has no "
+                   "fixed point" if g.type == "mg" else "the teacher's CFG scale; larger values only saturate images")
+            usual = "the paper uses 0.6" if g.type == "mg" else "2.5 matches mg's 0.6"
+            raise ConfigError(f"guidance.omega={g.omega} must lie in [0, {hi}) for guidance.type={g.type} ({why}); "
+                              f"{usual}")
+    fixed = OmegaConf.select(cfg, "data.fixed_resolution")
+    if fixed is not None and cfg.data.resolution != fixed:
+        raise ConfigError(f"data.resolution={cfg.data.resolution}: data={cfg.data.get('name')} only has "
+                          f"{fixed}x{fixed} images; set data.resolution={fixed} or choose another dataset")
+    t = cfg.get("trainer")
+    if t is not None and t.get("on_nonfinite") not in (None, "stop", "skip"):
+        raise ConfigError(f"trainer.on_nonfinite={t.on_nonfinite!r} must be stop or skip")
+    if t is not None and t.get("max_nonfinite_skips") is not None:
+        _number(cfg, "trainer.max_nonfinite_skips", 0, integer=True)
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks that concern the pieces every mode builds; each piece also re-checks its own arguments."""
     try:
+        validate_values(cfg)
         validate_model(cfg)
         validate_training(cfg)
         validate_repa(cfg)

@@ -12,8 +12,9 @@ import lightning as pl
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from dmf.core.ranks import rank_and_world
+from dmf.core.seeds import mix_seed
 from dmf.data import layout as L
-from dmf.data.distributed import mix_seed, rank_and_world
 from dmf.data.errors import check_policy
 from dmf.data.latent import expected_shape
 from dmf.data.latent_folder import LatentFolderDataset
@@ -43,7 +44,7 @@ class _LatentDataModule(pl.LightningDataModule):
                  persistent_workers: bool = True, prefetch_factor: int | None = 4):
         super().__init__()
         if int(batch_size) < 1:
-            raise ValueError(f"data.datamodule.batch_size={batch_size} must be >= 1 (it is per process)")
+            raise ValueError(f"data.global_batch_size={batch_size} must be >= 1 (it is per process)")
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
         self.flip, self.on_error, self.scale = bool(flip), check_policy(on_error), float(scale)
         self.latent_channels, self.latent_size, self.num_classes = latent_channels, latent_size, num_classes

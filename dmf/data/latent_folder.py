@@ -42,17 +42,18 @@ class LatentFolderDataset(Dataset):
         table = read_json(index_file).get("labels")
         if not table:
             raise DataError(f"{index_file}: no labels (class-conditional training needs [[relpath, label], ...])")
-        labels = {}
+        labels, rejected = {}, set()  # rejected: bad label already counted; its file is not a second bad item
         for entry in table:
             rel, label = str(entry[0]).replace("\\", "/"), entry[1]
             if not isinstance(label, int) or label < 0 or (num_classes is not None and label >= num_classes):
                 self.policy(DataError(f"{self.dir / rel}: label {label!r} in {index_file} is not a class index in "
                                       f"[0, {num_classes})"))
+                rejected.add(rel)
                 continue
             labels[rel] = label
         if check_files:
             on_disk = _walk_npy(self.dir)
-            for rel in sorted(on_disk - labels.keys()):
+            for rel in sorted(on_disk - labels.keys() - rejected):
                 self.policy(DataError(f"{self.dir / rel}: no label for this file in {index_file} (stale index "
                                       f"or stray file); re-run preprocessing or remove the file"))
             for rel in sorted(labels.keys() - on_disk):

@@ -16,7 +16,8 @@ import random
 import torch
 from torch.utils.data import IterableDataset
 
-from dmf.data.distributed import mix_seed, worker_and_count
+from dmf.core.seeds import mix_seed
+from dmf.data.distributed import worker_and_count
 from dmf.data.errors import DataError, ErrorPolicy
 from dmf.data.latent import check_moments, expected_shape, load_npy, sample_latent
 from dmf.data.tario import iter_samples

@@ -2,7 +2,7 @@
 import torch
 from torch.utils.data import Dataset
 
-from dmf.data.distributed import mix_seed
+from dmf.core.seeds import mix_seed
 from dmf.data.latent import sample_latent
 
 

@@ -15,7 +15,7 @@ def build_network(cfg: DictConfig) -> torch.nn.Module:
     checked that cfg.ckpt is set."""
     path = resolve_path(cfg.ckpt)  # before building: a missing file fails fast
     net = instantiate(cfg.model)
-    load_pretrained(net, path)
+    load_pretrained(net, path, key="ckpt")
     return net.eval().requires_grad_(False)
 
 

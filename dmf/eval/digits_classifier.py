@@ -8,6 +8,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from dmf.data.digits import load_digits_tensors
+from dmf.models.checkpoint import safe_load
 
 FEATURE_DIM = 64
 
@@ -65,7 +66,7 @@ def load_classifier(path: Path | None = None) -> DigitsClassifier:
     path = Path(path or default_cache())
     if path.exists():
         net = DigitsClassifier()
-        net.load_state_dict(torch.load(path, map_location="cpu")["state_dict"])
+        net.load_state_dict(safe_load(path)["state_dict"])
         return net.eval()
     net, acc = train_classifier()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from dmf.eval import dist as edist
 from dmf.eval.build import build_network, build_sampler, build_vae, container, model_shape, out_dir
+from dmf.eval.content import content_hash
 from dmf.eval.export import NpzWriter, PngWriter
 from dmf.eval.generate import Plan, Renderer, run
 from dmf.eval.images import make_grid, save_png
@@ -59,27 +60,35 @@ def _generate(cfg: DictConfig, score: bool):
         edist.shutdown(info)
 
 
-def _set_precision(precision: str, device: torch.device):
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"  # the reference samples with TF32 on
-        torch.backends.cudnn.allow_tf32 = precision != "fp32"
-
-
-def fingerprint(cfg: DictConfig, plan: Plan, steps: int, score: bool, scorer) -> dict:
-    """Everything that changes the images or the numbers (not batch size, world size or output formats)."""
+def fingerprint(cfg: DictConfig, plan: Plan, steps: int, score: bool, identity: dict) -> dict:
+    """Everything that changes the images or the numbers (not batch size, world size, output formats or where the
+    files lie): the weights and reference statistics enter by content hash (`identity`)."""
+    ec = cfg.eval
     fp = {
         "mode": "eval" if score else "sample", "num_samples": plan.num_samples, "seed": plan.seed,
-        "chunk_size": plan.chunk_size, "labels": plan.labels, "quantize": plan.quantize, "shape": list(plan.shape),
-        "num_classes": plan.num_classes, "ckpt": str(cfg.ckpt), "model": container(cfg.model),
+        "chunk_size": plan.chunk_size, "feature_batch_size": plan.feature_batch_size, "labels": plan.labels,
+        "quantize": plan.quantize, "shape": list(plan.shape), "num_classes": plan.num_classes,
+        "ckpt_sha256": identity["ckpt"], "model": container(cfg.model),
         "sampler": {**container(cfg.sampler), "steps": steps}, "vae": container(cfg.data.vae),
-        "precision": cfg.eval.precision,
+        "precision": ec.precision,
     }
     if score:
-        fp["metrics"] = {n: container(cfg.eval.metric_defs[n]) for n in scorer.metrics}
-        fp["extractors"] = {e: {k: v for k, v in container(cfg.eval.extractors[e]).items() if k != "download"}
-                            for e in scorer.extractors}
-        fp["ref_stats"] = str(cfg.eval.ref_stats)
+        metrics = list(ec.metrics)
+        fp["metrics"] = {n: container(ec.metric_defs[n]) for n in metrics}
+        fp["extractors"] = {e: {k: v for k, v in container(ec.extractors[e]).items() if k != "download"}
+                            for e in sorted({ec.metric_defs[n].extractor for n in metrics})}
+        fp["ref_stats"] = identity["ref_stats"]
     return fp
+
+
+def content_identity(cfg: DictConfig, score: bool) -> dict:
+    """Content hashes of the weights and of the reference-statistics file (paths may point at new content)."""
+    ec = cfg.eval
+    ident = {"ckpt": content_hash(resolve_path(cfg.ckpt)), "ref_stats": None}
+    if score and ec.ref_stats:
+        ident["ref_stats"] = ("build: " + json.dumps(container(ec.ref_source), sort_keys=True, default=str)
+                              if ec.ref_stats == "build" else "sha256:" + content_hash(resolve_path(ec.ref_stats)))
+    return ident
 
 
 def _resolve_reference(cfg: DictConfig, scorer, info, device):
@@ -105,8 +114,24 @@ def _existing(step_dir: Path, fp: dict, overwrite: bool) -> dict | None:
     old = json.loads(result.read_text())
     if json.dumps(old.get("fingerprint"), sort_keys=True, default=str) == json.dumps(fp, sort_keys=True, default=str):
         return old
-    raise FileExistsError(f"{result} holds a result made with other settings. Fix: choose a new eval.out_dir, or "
-                          f"pass eval.overwrite=true to replace it.")
+    old_fp = old.get("fingerprint") or {}
+    diff = sorted(k for k in set(old_fp) | set(fp) if old_fp.get(k) != fp.get(k))
+    raise FileExistsError(f"{result} holds a result made with other settings (differ: {', '.join(diff)}). Fix: choose "
+                          f"a new eval.out_dir, or pass eval.overwrite=true to replace it.")
+
+
+def _exports(want_png: bool, want_npz: bool) -> list[str]:
+    return (["png"] if want_png else []) + (["npz"] if want_npz else [])
+
+
+def _writers(step_dir: Path, exports: list[str]) -> list:
+    return ([PngWriter(step_dir / "images")] if "png" in exports else []) + ([NpzWriter(step_dir)] if "npz" in exports else [])
+
+
+def _write_json(path: Path, obj: dict):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=float))
+    tmp.replace(path)
 
 
 def _generate_all(cfg: DictConfig, score: bool, info: edist.DistInfo):
@@ -117,9 +142,13 @@ def _generate_all(cfg: DictConfig, score: bool, info: edist.DistInfo):
     want_png = (not score) if ec.save_png is None else bool(ec.save_png)
     if not score and not (want_png or ec.save_npz):
         raise ValueError("mode=sample exports images: set eval.save_png=true and/or eval.save_npz=true")
+    if score and not ec.metrics:
+        raise ValueError("eval.metrics is empty: name at least one (e.g. eval.metrics=[fid]) or use mode=sample")
+    wanted = _exports(want_png, bool(ec.save_npz))
 
     # Everything that can fail cheaply fails here, before the network is built or an image generated:
-    # weights and statistics files first (a missing hf:// file fails in milliseconds offline), then networks.
+    # weights and statistics files first (a missing hf:// file fails in milliseconds offline), then the checkpoint
+    # is read (as data), and only then the feature networks and reference statistics are built.
     if not cfg.get("ckpt"):
         raise ValueError("this mode needs weights: pass ckpt=<path to .ckpt/.pt> or ckpt=hf://<owner>/<repo>/<file>")
     for key, uri in (("ckpt", cfg.ckpt), ("eval.ref_stats", ec.ref_stats if score and ec.ref_stats != "build" else None)):
@@ -128,42 +157,61 @@ def _generate_all(cfg: DictConfig, score: bool, info: edist.DistInfo):
                 resolve_path(uri)
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{key}: {err}") from None
-    scorer = build_scorer(ec.metrics, ec.metric_defs, ec.extractors).to(device) if score else None
-    if score and not scorer.metrics:
-        raise ValueError("eval.metrics is empty: name at least one (e.g. eval.metrics=[fid]) or use mode=sample")
+    identity = edist.broadcast_object(content_identity(cfg, score) if info.is_main else None)
     samplers = {k: build_sampler(cfg, k) for k in steps_list}
     plan = Plan(ec.num_samples, cfg.seed, model_shape(cfg), cfg.data.num_classes, ec.batch_size, ec.chunk_size,
-                ec.labels, ec.quantize)
-    jobs = []
+                ec.labels, ec.quantize, ec.feature_batch_size)
+    jobs = []  # (steps, sampler, step_dir, fingerprint, finished result or None, exports still missing)
     for k, sampler in samplers.items():
         step_dir = root / f"{sampler.name}_{k}"
-        fp = fingerprint(cfg, plan, k, score, scorer)
-        jobs.append((k, sampler, step_dir, fp, _existing(step_dir, fp, ec.overwrite)))
+        fp = fingerprint(cfg, plan, k, score, identity)
+        old = _existing(step_dir, fp, ec.overwrite)
+        missing = [e for e in wanted if old is not None and e not in old.get("exports", [])]
+        jobs.append((k, sampler, step_dir, fp, old, missing))
     todo = [j for j in jobs if j[4] is None]
-    building = score and ec.ref_stats == "build"
-    ref, ref_source = _resolve_reference(cfg, scorer, info, device) if score and (todo or not building) else (None, None)
-    if score and todo:
-        scorer.check_reference(ref, ref_source)
+    export_only = [j for j in jobs if j[4] is not None and j[5]]
     if ec.overwrite and info.is_main:
-        for _, _, step_dir, _, _ in jobs:
+        for _, _, step_dir, _, _, _ in jobs:
             if step_dir.exists():
                 log(f"eval.overwrite=true: removing {step_dir}")
                 shutil.rmtree(step_dir)
     edist.barrier()
-
-    for k, _, step_dir, _, old in jobs:
+    for k, _, step_dir, _, old, missing in jobs:
         if old is not None and info.is_main:
-            log(f"{step_dir.name}: already complete ({step_dir / 'result.json'}), reusing {old['metrics']}")
-    if todo:
-        net = build_network(cfg).to(device)
+            log(f"{step_dir.name}: already complete ({step_dir / 'result.json'}), reusing {old['metrics']}"
+                + (f"; writing the missing exports {missing}" if missing else ""))
+
+    if todo or export_only:
+        net = build_network(cfg).to(device)  # reads the checkpoint: a bad file fails before any feature network
         vae = build_vae(cfg)
         vae = vae.to(device) if isinstance(vae, torch.nn.Module) else vae
-        _set_precision(ec.precision, device)
-    for k, sampler, step_dir, fp, _ in todo:
+    scorer = ref = None
+    if score and todo:
+        scorer = build_scorer(ec.metrics, ec.metric_defs, ec.extractors).to(device)
+        ref, ref_source = _resolve_reference(cfg, scorer, info, device)
+        scorer.check_reference(ref, ref_source)
+
+    def renderer(sampler):
+        return Renderer(net, sampler, vae, device, PRECISIONS[ec.precision], tf32=ec.precision != "fp32",
+                        source=f"ckpt={cfg.ckpt}")
+
+    for k, sampler, step_dir, fp, old, missing in export_only:
+        # the images are a pure function of the fingerprint: regenerate them for the new formats only, resumably
+        # (progress under exports_<formats>/), and record the formats in result.json
+        label = f"{sampler.name}_{k} ({'+'.join(missing)} export)"
+        work = step_dir / f"exports_{'_'.join(missing)}"
+        run(plan, renderer(sampler), None, info, work, {**fp, "exports": missing}, _writers(step_dir, missing),
+            ec.checkpoint_every_s, label, log)
+        if info.is_main:
+            _write_json(step_dir / "result.json", {**old, "exports": sorted(set(old.get("exports", [])) | set(missing))})
+            shutil.rmtree(work, ignore_errors=True)
+            log(f"{label}: written -> {step_dir}")
+        edist.barrier()
+    for k, sampler, step_dir, fp, _, _ in todo:
         label = f"{sampler.name}_{k}"
-        render = Renderer(net, sampler, vae, device, PRECISIONS[ec.precision])
-        writers = ([PngWriter(step_dir / "images")] if want_png else []) + ([NpzWriter(step_dir)] if ec.save_npz else [])
-        outcome = run(plan, render, scorer, info, step_dir, fp, writers, ec.checkpoint_every_s, label, log)
+        render = renderer(sampler)
+        outcome = run(plan, render, scorer, info, step_dir, fp, _writers(step_dir, wanted), ec.checkpoint_every_s,
+                      label, log)
         if info.is_main:
             metrics = scorer.compute(outcome.states, ref) if score else {}
             n_grid = min(ec.grid_size, plan.num_samples)
@@ -172,11 +220,10 @@ def _generate_all(cfg: DictConfig, score: bool, info: edist.DistInfo):
                 save_png(make_grid(images), step_dir / "grid.png")
             result = {"sampler": sampler.name, "steps": k, "num_samples": plan.num_samples, "metrics": metrics,
                       "paper_fid": paper_fid(ec.paper, k), "images_per_s": outcome.images_per_s,
-                      "seconds": outcome.seconds, "ckpt": str(cfg.ckpt), "fingerprint": fp,
-                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-            tmp = step_dir / "result.json.tmp"
-            tmp.write_text(json.dumps(result, indent=1, default=float))
-            tmp.replace(step_dir / "result.json")
+                      "seconds": outcome.seconds, "ckpt": str(cfg.ckpt), "ckpt_sha256": identity["ckpt"],
+                      "ref_stats": str(ec.ref_stats) if score else None, "ref_stats_id": identity["ref_stats"],
+                      "exports": wanted, "fingerprint": fp, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+            _write_json(step_dir / "result.json", result)
             log(f"{label}: {', '.join(f'{m}={v:.4f}' for m, v in metrics.items()) or 'images written'} -> {step_dir}")
         edist.barrier()
     if not info.is_main:

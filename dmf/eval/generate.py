@@ -11,6 +11,7 @@ import torch
 from dmf.eval import dist as edist
 from dmf.eval.images import to_uint8
 from dmf.eval.partial import PartialRun
+from dmf.eval.precision import tf32 as tf32_scope
 from dmf.eval.seeding import index_inputs
 
 
@@ -24,9 +25,10 @@ class Plan:
     chunk_size: int = 1000
     labels: str = "random"
     quantize: str = "floor"
+    feature_batch_size: int = 64  # images per feature pass, counted from each chunk's start
 
     def __post_init__(self):
-        for key in ("num_samples", "batch_size", "chunk_size"):
+        for key in ("num_samples", "batch_size", "chunk_size", "feature_batch_size"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"eval.{key}={getattr(self, key)} must be >= 1")
         self.shape = tuple(int(s) for s in self.shape)
@@ -39,12 +41,19 @@ class Plan:
         return torch.arange(c * self.chunk_size, min((c + 1) * self.chunk_size, self.num_samples))
 
 
-class Renderer:
-    """indices -> (uint8 RGB images, labels) on `device`: noise and labels from (seed, i), sampler, decode."""
+class NonFiniteOutput(RuntimeError):
+    """The network produced NaN/inf: scoring or exporting it would report numbers of broken images."""
 
-    def __init__(self, net, sampler, vae, device, autocast_dtype: torch.dtype | None = None):
+
+class Renderer:
+    """indices -> (uint8 RGB images, labels) on `device`: noise and labels from (seed, i), sampler, decode.
+    `tf32` applies to the network only; decoding runs in fp32. `source` (e.g. the checkpoint) names the network in
+    errors."""
+
+    def __init__(self, net, sampler, vae, device, autocast_dtype: torch.dtype | None = None, tf32: bool = False,
+                 source: str = "the network"):
         self.net, self.sampler, self.vae, self.device = net, sampler, vae, torch.device(device)
-        self.autocast_dtype = autocast_dtype
+        self.autocast_dtype, self.tf32, self.source = autocast_dtype, tf32, source
 
     @torch.no_grad()
     def __call__(self, plan: Plan, indices: torch.Tensor):
@@ -53,10 +62,43 @@ class Renderer:
                                             step_noises=self.sampler.steps if stochastic else 0)
         noise, y = noise.to(self.device), y.to(self.device)
         kwargs = {"step_noise": step_noise.to(self.device)} if stochastic else {}
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+        with tf32_scope(self.tf32), torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                                                   enabled=self.autocast_dtype is not None):
             x0 = self.sampler(self.net, noise, y, **kwargs)
-        images = self.vae.decode(x0.float())  # decode in fp32, as the reference pipeline does
+        bad = ~torch.isfinite(x0.flatten(1)).all(dim=1)
+        if bool(bad.any()):
+            first = int(indices[bad.cpu()][0])
+            raise NonFiniteOutput(f"{self.source} produced non-finite values (NaN/inf) for sample index {first} "
+                                  f"({int(bad.sum())} of {len(indices)} in this batch) with {type(self.sampler).__name__} "
+                                  f"{getattr(self.sampler, 'steps', '')} steps; the weights are probably broken (a "
+                                  f"diverged training run). Nothing was scored or exported for this batch.")
+        with tf32_scope(False):
+            images = self.vae.decode(x0.float())  # decode in fp32, as the reference pipeline does
         return to_uint8(images, plan.quantize), y
+
+
+class AlignedFeed:
+    """Feeds the scorer in fixed groups of consecutive indices counted from the chunk's start, whatever the
+    render batch. float32 features depend on the batch they are computed in (the matmul kernels block by batch
+    size and CPU), so fixed groups make the statistics of the same images independent of eval.batch_size and
+    of the number of processes (chunks go to processes whole)."""
+
+    def __init__(self, scorer, states: dict, size: int):
+        self.scorer, self.states, self.size, self.parts = scorer, states, size, []
+
+    def add(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor):
+        self.parts.append((images, labels, indices.to(images.device)))
+        while sum(len(p[2]) for p in self.parts) >= self.size:
+            self._feed(self.size)
+
+    def flush(self):
+        if self.parts:
+            self._feed(sum(len(p[2]) for p in self.parts))
+
+    def _feed(self, n: int):
+        images, labels, indices = (torch.cat(t) for t in zip(*self.parts))
+        self.scorer.update(self.states, images[:n], labels[:n], indices[:n])
+        self.parts = [(images[n:], labels[n:], indices[n:])] if n < len(indices) else []
 
 
 def _log(msg: str):
@@ -93,15 +135,18 @@ def run(plan: Plan, render, scorer=None, info: edist.DistInfo | None = None, wor
     my_done, n_images = [], 0
     t0 = last_save = last_log = time.time()
     for c in mine:
+        feed = AlignedFeed(scorer, states, plan.feature_batch_size) if scorer is not None else None
         for idx in plan.chunk(c).split(plan.batch_size):
             images, y = render(plan, idx)
-            if scorer is not None:
-                scorer.update(states, images, y, idx.to(images.device))
+            if feed is not None:
+                feed.add(images, y, idx)
             if writers:
                 cpu_images, cpu_y = images.cpu(), y.cpu()
                 for w in writers:
                     w.write(idx, cpu_images, cpu_y)
             n_images += len(idx)
+        if feed is not None:
+            feed.flush()
         for w in writers:
             w.end_chunk(c)
         my_done.append(c)

@@ -4,13 +4,18 @@ Work is cut into fixed chunks of indices (eval.chunk_size, independent of world 
 periodically writes state_a<attempt>_r<rank>.pt = (the chunks it completed in this attempt, the metric states
 summed over exactly those chunks), atomically. A resumed run (any world size) skips every chunk recorded in any
 file and adds new files; the final merge checks that every chunk appears exactly once, so no index is ever
-skipped or counted twice. spec.json pins the settings, so a resume cannot mix two different runs.
+skipped or counted twice. spec.json pins the settings (including the content hashes of the weights and reference
+statistics), so a resume cannot mix two different runs; state files without a spec.json are refused. State files
+hold tensors only and are read as data (dmf.models.safe_load), never unpickled as code.
 """
 import json
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from dmf.models.checkpoint import safe_load
 
 _STATE = re.compile(r"state_a(\d+)_r(\d+)\.pt$")
 
@@ -26,8 +31,12 @@ class PartialRun:
         self.spec = self.dir / "spec.json"
 
     def check(self):
-        """Raise if the directory holds a partial run made with other settings."""
+        """Raise if the directory holds a partial run made with other settings, or state files of unknown origin."""
         if not self.spec.exists():
+            if self.files():
+                raise ValueError(f"{self.dir} holds partial states but no spec.json saying what produced them; they "
+                                 f"cannot be trusted. Fix: pass eval.overwrite=true to discard them, or choose a new "
+                                 f"eval.out_dir.")
             return
         old = json.loads(self.spec.read_text())
         if _canonical(old) != _canonical(self.fingerprint):
@@ -47,7 +56,7 @@ class PartialRun:
         return sorted(p for p in self.dir.glob("state_a*_r*.pt") if _STATE.search(p.name)) if self.dir.exists() else []
 
     def _load(self, path: Path) -> dict:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return _from_tensors(safe_load(path))
 
     def done_chunks(self) -> set[int]:
         done = set()
@@ -67,7 +76,7 @@ class PartialRun:
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"state_a{attempt:03d}_r{rank:04d}.pt"
         tmp = path.with_name(path.name + ".tmp")
-        torch.save({"chunks": sorted(chunks), "states": states}, tmp)
+        torch.save({"chunks": sorted(chunks), "states": _to_tensors(states)}, tmp)
         tmp.replace(path)
 
     def merged(self, num_chunks: int) -> tuple[list[int], list[dict]]:
@@ -82,3 +91,20 @@ class PartialRun:
             raise RuntimeError(f"partial results in {self.dir} do not cover chunks 0..{num_chunks - 1} exactly once "
                                f"(missing {missing[:5]}); rerun to complete them or pass eval.overwrite=true")
         return sorted(chunks), states
+
+
+def _to_tensors(obj):
+    """numpy arrays and scalars -> tensors (float64 kept), so a state file needs no numpy globals to load."""
+    if isinstance(obj, dict):
+        return {k: _to_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return torch.from_numpy(np.array(obj))
+    return obj
+
+
+def _from_tensors(obj):
+    if isinstance(obj, dict):
+        return {k: _from_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    return obj

@@ -5,6 +5,7 @@
 - ADM / EDM `.npz` with `mu` and `sigma` (Inception pool statistics): read as {"fid": {"mu", "sigma"}}.
 Pickles are read with an allow-list unpickler (numpy arrays, dicts, scalars): a downloaded file cannot run code.
 """
+import codecs
 import io
 import pickle
 from pathlib import Path
@@ -13,19 +14,35 @@ import numpy as np
 
 from dmf.models.hub import resolve_path
 
-_ALLOWED = {
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"), ("collections", "OrderedDict"), ("builtins", "dict"),
-    ("builtins", "list"), ("builtins", "tuple"), ("builtins", "float"), ("builtins", "int"),
-}
+_ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"), ("builtins", "dict"),
+            ("builtins", "list"), ("builtins", "tuple"), ("builtins", "float"), ("builtins", "int")}
+# numpy's array and scalar reconstructors, written as numpy.core.* (numpy 1.x) or numpy._core.* (numpy 2.x);
+# _frombuffer is what protocol 5 (Python 3.14's default) uses for arrays
+_NUMPY_CORE = {("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer")}
 _DICT_LIKE = {("dnnlib.util", "EasyDict"), ("dnnlib", "EasyDict")}  # EDM/EDM2 tooling may pickle these
+
+
+def _latin1_encode(text, encoding="latin1"):
+    """Protocol 2 stores bytes as _codecs.encode(str, 'latin1'); only that use is allowed."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} is not allowed in reference statistics")
+    return codecs.encode(text, "latin1")
+
+
+def _numpy_core(submodule: str):
+    core = np._core if hasattr(np, "_core") else np.core
+    return getattr(core, submodule)
 
 
 class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
+        head, _, tail = module.rpartition(".")
+        if head in ("numpy.core", "numpy._core") and (tail, name) in _NUMPY_CORE:
+            return getattr(_numpy_core(tail), name)  # this numpy's function, whichever version wrote the file
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
         if (module, name) in _DICT_LIKE:
             return dict
         if module.startswith("numpy") and name.endswith("DType"):  # numpy >= 1.25 dtype classes

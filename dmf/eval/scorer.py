@@ -4,6 +4,7 @@ from hydra.utils import instantiate
 
 from dmf.eval.features.base import FeatureExtractor
 from dmf.eval.metrics.base import Metric
+from dmf.eval.precision import full_fp32
 
 
 class Scorer:
@@ -28,7 +29,8 @@ class Scorer:
 
     @torch.no_grad()
     def update(self, states: dict, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor):
-        feats = {name: ext(images) for name, ext in self.extractors.items()}
+        with full_fp32(images.device.type):  # eval.precision is the network's; features stay fp32 (EDM2)
+            feats = {name: ext(images) for name, ext in self.extractors.items()}
         for name, m in self.metrics.items():
             states[name].update(feats[m.extractor][m.feature], labels, indices)
 

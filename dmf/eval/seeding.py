@@ -2,17 +2,12 @@
 of N images is identical for any world size, batch size, chunking or resumption."""
 import torch
 
-_MASK = (1 << 64) - 1
+from dmf.core.seeds import mix_seed
 
 
 def index_seed(seed: int, index: int) -> int:
-    """A well-mixed 63-bit seed for (seed, index) (SplitMix64 finaliser): neighbouring indices and seeds give
-    unrelated streams, unlike seed + index which makes seed s image i+1 equal seed s+1 image i."""
-    z = ((seed & 0xFFFFFFFF) << 32 | (index & 0xFFFFFFFF)) & _MASK
-    z = (z + 0x9E3779B97F4A7C15) & _MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-    return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFF
+    """Image `index`'s seed: mixed, so neighbouring indices and seeds give unrelated streams."""
+    return mix_seed(seed, index)
 
 
 def index_inputs(seed: int, indices, shape: tuple[int, ...], num_classes: int, labels: str = "random",

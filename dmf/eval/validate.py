@@ -9,7 +9,7 @@ def validate_eval(cfg: DictConfig) -> None:
     ec = cfg.get("eval")
     if ec is None:
         raise ValueError("the config has no `eval` group: add `- eval: default` to conf/config.yaml's defaults")
-    for key in ("num_samples", "batch_size", "chunk_size"):
+    for key in ("num_samples", "batch_size", "chunk_size", "feature_batch_size"):
         v = ec.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"eval.{key}={v!r} must be a positive integer")

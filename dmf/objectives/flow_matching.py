@@ -4,7 +4,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from dmf.objectives.labels import drop_labels
+from dmf.objectives.draws import Draws, gaussian
+from dmf.objectives.labels import apply_drop, drop_mask
 
 
 def repa_loss(projected: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
@@ -40,11 +41,20 @@ class FlowMatchingLoss:
             self.encoder.to(device)
         return self
 
-    def __call__(self, net, x: torch.Tensor, y: torch.Tensor, images: torch.Tensor | None = None):
-        n = x.shape[0]
-        y, _ = drop_labels(y, self.cfg_prob, net.num_classes)
-        t = self.time.sample_fm(n, device=x.device).to(x.dtype)
-        x_t, v = self.time.path.interpolate(x, torch.randn_like(x), t)
+    def draw(self, n: int, x: torch.Tensor, generator=None) -> Draws:
+        """Every random choice of a step for n samples shaped like x[0]: label drops, times, noise."""
+        return {
+            "dropped": drop_mask(n, self.cfg_prob, x.device, generator),
+            "t": self.time.sample_fm(n, device=x.device, generator=generator).to(x.dtype),
+            "e": gaussian(n, x.shape[1:], x, generator),
+        }
+
+    def __call__(self, net, x: torch.Tensor, y: torch.Tensor, draws: Draws | None = None, generator=None,
+                 images: torch.Tensor | None = None):
+        d = draws if draws is not None else self.draw(x.shape[0], x, generator)
+        y = apply_drop(y, d["dropped"], net.num_classes)
+        x_t, v = self.time.path.interpolate(x, d["e"], d["t"])
+        t = d["t"]
         if self.repa_weight > 0:
             v_hat, projected = net(x_t, t, t, y, return_features=True)
             with torch.no_grad():

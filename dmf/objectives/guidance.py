@@ -74,6 +74,7 @@ def build_guidance(type: str, omega: float = 0.0, g_min: float = 0.0, g_max: flo
         from dmf.models import load_weights
         from dmf.models.hub import resolve_path
 
-        load_weights(teacher["model"], resolve_path(teacher["ckpt"]), drop_prefixes=("projectors.",))
+        load_weights(teacher["model"], resolve_path(teacher["ckpt"]), drop_prefixes=("projectors.",),
+                     key="guidance.teacher.ckpt")
         return DistillGuidance(teacher["model"], omega, g_min, g_max)
     raise ValueError(f"guidance.type={type!r} is not one of none | mg | distill")

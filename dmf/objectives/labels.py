@@ -2,7 +2,10 @@
 import torch
 
 
-def drop_labels(y: torch.Tensor, p: float, null_class: int, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(labels with a fraction p replaced by the null class, the boolean mask of dropped labels)."""
-    dropped = torch.rand(y.shape, device=y.device, generator=generator) < p
-    return torch.where(dropped, torch.full_like(y, null_class), y), dropped
+def drop_mask(n: int, p: float, device=None, generator=None) -> torch.Tensor:
+    """Which of n labels to drop, each with probability p."""
+    return torch.rand(n, device=device, generator=generator) < p
+
+
+def apply_drop(y: torch.Tensor, dropped: torch.Tensor, null_class: int) -> torch.Tensor:
+    return torch.where(dropped, torch.full_like(y, null_class), y)

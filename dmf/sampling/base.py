@@ -18,8 +18,8 @@ class Sampler:
         self.path = get_path(path)
         self.grid = time_grid(steps, shift).tolist()  # validates steps and shift at construction
 
-    def model(self, net, x, t, r, y):
-        return guided_output(net, x, t, r, y, self.cfg_scale, self.g_min, self.g_max)
+    def model(self, net, x, t, r, y, interval_t=None):
+        return guided_output(net, x, t, r, y, self.cfg_scale, self.g_min, self.g_max, interval_t)
 
     def step(self, net, x, t: float, t_next: float, y, noise):
         raise NotImplementedError

@@ -12,7 +12,8 @@ class FlowEuler(Sampler):
 
 
 class FlowHeun(Sampler):
-    """Second order (trapezoid) except into t = 0, where the velocity is ill-posed for some paths."""
+    """Second order (trapezoid) except into t = 0, where the velocity is ill-posed for some paths. Both
+    evaluations of a step are guided or neither, decided at the step's start t (as the released code does)."""
 
     name = "flow_heun"
 
@@ -21,7 +22,7 @@ class FlowHeun(Sampler):
         x_euler = x + (t_next - t) * v
         if t_next <= 0:
             return x_euler
-        return x + (t_next - t) * 0.5 * (v + self.model(net, x_euler, t_next, t_next, y))
+        return x + (t_next - t) * 0.5 * (v + self.model(net, x_euler, t_next, t_next, y, interval_t=t))
 
 
 class FlowSDE(Sampler):

@@ -8,9 +8,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.models import load_pretrained
+from dmf.models import describe_load, load_pretrained
 from dmf.models.hub import resolve_path
+from dmf.train.guards import run_guards
 from dmf.train.module import TrainModule
+from dmf.train.nonfinite import TRAINER_KEYS as NONFINITE_KEYS
+from dmf.train.preflight import check_data, preflight
+from dmf.train.resume_guard import check_resume
 
 
 def build_network(cfg: DictConfig) -> torch.nn.Module:
@@ -18,11 +22,9 @@ def build_network(cfg: DictConfig) -> torch.nn.Module:
     path = resolve_path(cfg.ckpt) if cfg.get("ckpt") else None  # a missing file fails before the model is built
     net = instantiate(cfg.model)
     if path:
-        report = load_pretrained(net, path)
+        report = load_pretrained(net, path, key="ckpt")
         if report["dropped"] or report["initialised"]:
-            print(f"[dmf] loaded {cfg.ckpt}: dropped {len(report['dropped'])} keys "
-                  f"({', '.join(sorted({k.split('.')[0] for k in report['dropped']}))}), "
-                  f"kept initialisation of {report['initialised']}")
+            print(f"[dmf] loaded {cfg.ckpt}: {describe_load(report)}")
     return net
 
 
@@ -30,10 +32,13 @@ def build_objective(cfg: DictConfig):
     return instantiate(cfg.objective, time=instantiate(cfg.time), guidance=instantiate(cfg.guidance))
 
 
-def trainer_kwargs(cfg: DictConfig) -> dict:
+def trainer_kwargs(cfg: DictConfig, accumulate: int) -> dict:
     kw = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in NONFINITE_KEYS:  # read by the non-finite guard, not lightning.Trainer arguments
+        kw.pop(key, None)
     if kw.get("precision") == "auto":
         kw["precision"] = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+    kw["accumulate_grad_batches"] = accumulate
     return kw
 
 
@@ -48,17 +53,29 @@ def resume_path(cfg: DictConfig) -> str | None:
 
 
 def train(cfg: DictConfig) -> TrainModule:
+    batch = preflight(cfg)  # before any rank starts or anything is built
+    check_resume(cfg, resume_path(cfg))  # a resume must not rewrite the run's history
+    datamodule = instantiate(cfg.data.datamodule, batch_size=batch.per_device)
+    check_data(datamodule)
     # the EMA copy is in eval mode on purpose; Lightning would warn about it at every start
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     # Lightning prints its messages through its own handler; Hydra's root handler would repeat each one
     logging.getLogger("lightning").propagate = False
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True)  # the initial weights; per-rank draws are seeded in TrainModule
     run_dir = Path(cfg.run_dir)
-    module = TrainModule(build_network(cfg), build_objective(cfg), optim=cfg.optim, ema=cfg.ema)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    trainer = L.Trainer(**trainer_kwargs(cfg), logger=instantiate(cfg.logger), callbacks=callbacks,
-                        default_root_dir=str(run_dir))
-    trainer.fit(module, datamodule=instantiate(cfg.data.datamodule), ckpt_path=resume_path(cfg))
+    module = TrainModule(build_network(cfg), build_objective(cfg), optim=cfg.optim, ema=cfg.ema, seed=cfg.seed)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + run_guards(cfg)
+    trainer = L.Trainer(**trainer_kwargs(cfg, batch.accumulate), logger=instantiate(cfg.logger),
+                        callbacks=callbacks, default_root_dir=str(run_dir))
+    if trainer.world_size != batch.world_size:
+        raise RuntimeError(f"Lightning started {trainer.world_size} processes but the batch was laid out for "
+                           f"{batch.world_size} (trainer.devices x trainer.num_nodes); set them to match the launcher")
+    if trainer.is_global_zero:
+        print(f"[dmf] {batch.describe()}", flush=True)
+    if trainer.logger is not None:
+        trainer.logger.log_hyperparams({"batch/global": batch.global_batch, "batch/per_device": batch.per_device,
+                                        "batch/accumulate": batch.accumulate, "batch/world_size": batch.world_size})
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg), weights_only=True)
     if not cfg.trainer.fast_dev_run:
         # Lightning saves `last` only on its own schedule; the final state must always be on disk.
         trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")

@@ -2,28 +2,45 @@
 import lightning as L
 import torch
 
+from dmf.core.seeds import generator
+from dmf.objectives.draws import take
 from dmf.train.ema import ema_decay, make_ema, update_ema
 
 
 class TrainModule(L.LightningModule):
-    def __init__(self, net: torch.nn.Module, objective, optim: dict, ema: dict):
+    def __init__(self, net: torch.nn.Module, objective, optim: dict, ema: dict, seed: int = 0):
         super().__init__()
         self.net = net
         self.ema_net = make_ema(net)  # sampled from and saved in every checkpoint
         self.objective = objective
-        self.optim_cfg, self.ema_cfg = dict(optim), dict(ema)
+        self.optim_cfg, self.ema_cfg, self.seed = dict(optim), dict(ema), int(seed)
+        self._draws = None  # (optimizer step, the draws of all its micro-batches)
 
     def on_fit_start(self):
         self.objective.to(self.device)  # frozen teachers/encoders live outside the state dict
 
+    def step_draws(self, x: torch.Tensor, batch_idx: int) -> dict:
+        """This micro-batch's share of the optimizer step's draws. The draws come from a stream seeded by
+        (seed, rank, step): ranks draw independently, a resumed run continues exactly, and the draws of a step
+        do not depend on how it is split into accumulation micro-batches."""
+        k, n = self.trainer.accumulate_grad_batches, x.shape[0]
+        micro = batch_idx % k
+        if self._draws is None or self._draws[0] != self.global_step:
+            g = generator(x.device, self.seed, self.global_rank, self.global_step)
+            self._draws = (self.global_step, self.objective.draw(k * n, x, g))
+        return take(self._draws[1], micro * n, (micro + 1) * n)
+
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss, logs = self.objective(self.net, x, y)
+        loss, logs = self.objective(self.net, x, y, draws=self.step_draws(x, batch_idx))
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in logs.items()})
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
+    def optimizer_step(self, *args, **kwargs):
+        # Lightning calls this once per optimizer step (after all accumulation micro-batches): the EMA moves
+        # exactly once per update of the online weights.
+        super().optimizer_step(*args, **kwargs)
         decay = ema_decay(self.global_step, self.ema_cfg["decay"], self.ema_cfg.get("warmup", False))
         update_ema(self.ema_net, self.net, decay)
 

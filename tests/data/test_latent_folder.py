@@ -90,3 +90,15 @@ def test_shape_mismatch_fails_at_start_with_a_hint(tmp_path):
         LatentFolderDataset(tmp_path, latent_channels=4, latent_size=4, on_error="skip")
     with pytest.raises(FileNotFoundError, match="no vae-sd/dataset.json.*mode=preprocess"):
         LatentFolderDataset(tmp_path / "elsewhere")
+
+
+def test_each_bad_item_counts_once(tmp_path):
+    make_folder(tmp_path)
+    ds = LatentFolderDataset(tmp_path, num_classes=2, on_error="skip")  # labels 2 are bad; their files are on disk
+    assert len(ds) == 4 and ds.policy.skipped == 2  # two bad entries, each once (not again as "no label")
+    bad = tmp_path / "vae-sd" / "00000" / "img-mean-std-00000001.npy"
+    bad.write_bytes(bad.read_bytes()[:100])
+    ds = LatentFolderDataset(tmp_path, scale=1.0, on_error="skip")
+    for _ in range(3):  # fetched again every epoch: still one bad file
+        ds[1]
+    assert ds.policy.skipped == 1

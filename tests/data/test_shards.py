@@ -142,3 +142,20 @@ def test_resampled_unreadable_shards_fail_instead_of_spinning(tmp_path):
     ds = ShardDataset([str(tmp_path / "junk.tar")], resampled=True, num_samples=4, on_error="skip")
     with pytest.raises(DataError, match="no readable sample in the last 12 shards"):
         list(ds)
+
+
+def test_a_bad_shard_drawn_again_and_again_counts_once_and_names_the_worker(shards, tmp_path, caplog):
+    urls, _ = shards
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(open(urls[2], "rb").read()[:10240])  # 5 of its 7 samples
+    ds = ShardDataset([str(cut), urls[3]], 1.0, resampled=True, num_samples=200, shuffle_buffer=1, on_error="skip",
+                      shard_counts={str(cut): 7, urls[3]: 1})
+    with caplog.at_level("WARNING", logger="dmf.data.errors"):
+        assert len(list(ds)) == 200  # the cut shard is drawn dozens of times
+    assert ds.policy.skipped == 1
+    lines = [r.getMessage() for r in caplog.records if "skipped bad sample" in r.getMessage()]
+    assert len(lines) == 1 and "(main process)" in lines[0] and "ended after 5 of its 7 samples" in lines[0]
+    loader = DataLoader(ShardDataset([str(cut), urls[3]], 1.0, resampled=True, num_samples=100, on_error="skip",
+                                     shard_counts={str(cut): 7, urls[3]: 1}, num_workers=1),
+                        batch_size=None, num_workers=1, timeout=60)
+    assert len(list(loader)) == 100

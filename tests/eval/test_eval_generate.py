@@ -38,7 +38,7 @@ class Capture:
 
 
 def generate(batch_size, chunk_size=10, sampler="euler", steps=1, work_dir=None, writers=(), render=None):
-    plan = Plan(N, 3, (1, 8, 8), 10, batch_size=batch_size, chunk_size=chunk_size)
+    plan = Plan(N, 3, (1, 8, 8), 10, batch_size=batch_size, chunk_size=chunk_size, feature_batch_size=3)
     render = render or Renderer(tiny_net(), build_sampler(sampler, steps=steps), IdentityVAE(), "cpu")
     cap = Capture()
     scorer = pixel_scorer()
@@ -66,13 +66,57 @@ def test_inputs_depend_only_on_seed_and_index():
 
 
 @pytest.mark.parametrize("sampler,steps", [("euler", 1), ("restart", 2)])
-def test_batch_size_and_chunking_do_not_change_images(sampler, steps):
-    a, sa, scorer = generate(batch_size=4, chunk_size=10, sampler=sampler, steps=steps)
-    b, sb, _ = generate(batch_size=7, chunk_size=16, sampler=sampler, steps=steps)
+def test_batch_size_and_chunking_change_images_only_by_float_rounding(sampler, steps):
+    """The network sees other batches, so its float32 output may differ in the last bits (by CPU and thread
+    count); after uint8 quantisation an image is the same or, rarely, one level off."""
+    a, _, _ = generate(batch_size=4, chunk_size=10, sampler=sampler, steps=steps)
+    b, _, _ = generate(batch_size=7, chunk_size=16, sampler=sampler, steps=steps)
     assert sorted(a.images) == list(range(N)) == sorted(b.images)
-    for i in range(N):
-        assert torch.equal(a.images[i][0], b.images[i][0]) and a.images[i][1] == b.images[i][1], f"image {i}"
+    diffs = torch.stack([(a.images[i][0].int() - b.images[i][0].int()).abs() for i in range(N)])
+    assert diffs.max() <= 1 and (diffs > 0).float().mean() < 1e-2
+    assert all(a.images[i][1] == b.images[i][1] for i in range(N))
+
+
+class IndexImages:
+    """A renderer whose image i is a fixed function of (seed, i): the statistics test sees identical images."""
+
+    def __call__(self, plan, indices):
+        noise, y, _ = index_inputs(plan.seed, indices, (3, 8, 8), plan.num_classes)
+        return (noise * 60 + 128).clamp(0, 255).to(torch.uint8), y
+
+
+def test_statistics_of_the_same_images_do_not_depend_on_the_render_batch():
+    """Features are computed in fixed groups counted from each chunk's start, so the float32 feature pass sees
+    the same batches whatever eval.batch_size (and, chunks going to processes whole, the process count)."""
+    _, sa, scorer = generate(batch_size=4, chunk_size=10, render=IndexImages())
+    _, sb, _ = generate(batch_size=7, chunk_size=10, render=IndexImages())
     assert_same_states(sa, sb, scorer)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 7, 30])
+def test_feature_passes_are_the_same_groups_for_any_render_batch(batch_size):
+    """The mechanism itself, independent of whether this CPU's kernels happen to be batch-invariant."""
+    seen = []
+
+    class Groups:
+        def new_states(self):
+            return {}
+
+        def states_to_dict(self, states):
+            return {}
+
+        def states_from_dict(self, d):
+            return {}
+
+        def merge(self, into, other):
+            return into
+
+        def update(self, states, images, labels, indices):
+            seen.append(indices.tolist())
+
+    plan = Plan(N, 3, (1, 8, 8), 10, batch_size=batch_size, chunk_size=10, feature_batch_size=4)
+    run(plan, IndexImages(), Groups(), log=lambda m: None)
+    assert seen == [list(range(c, min(c + 4, (c // 10 + 1) * 10))) for s in (0, 10, 20) for c in range(s, s + 10, 4)]
 
 
 class Interrupt(Exception):
@@ -136,7 +180,7 @@ def free_port():
 
 
 def test_two_processes_equal_one(tmp_path):
-    single, single_states, scorer = generate(batch_size=9, work_dir=tmp_path / "one",
+    single, single_states, scorer = generate(batch_size=4, work_dir=tmp_path / "one",
                                              writers=[PngWriter(tmp_path / "one" / "png")])
     mp.start_processes(_worker, args=(2, free_port(), str(tmp_path / "two"), str(tmp_path / "two.pt")), nprocs=2,
                        join=True, start_method="spawn")

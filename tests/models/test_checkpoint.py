@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dmf.models import SIT_TO_DMFT, CheckpointMismatch, build_model, load_weights
+from dmf.models import SIT_TO_DMFT, CheckpointMismatch, build_model, load_pretrained, load_weights
 from dmf.models.hub import resolve_path
 from tests.helpers import tiny_dmft, tiny_sit
 
@@ -48,3 +48,35 @@ def test_model_names_are_parsed_with_one_clear_error():
         build_model("DMFT-T/2", input_size=8, in_channels=1, num_classes=10, dmf_depth=6)
     with pytest.raises(ValueError, match="not divisible by patch size 4"):
         build_model("SiT-T/4", input_size=10, in_channels=1, num_classes=10)
+
+
+def test_sit_without_qk_norm_initialises_a_qk_norm_dmft_with_scales_at_one(tmp_path, capsys):
+    """The authors' 512 recipe: SiT pretrained without qk-norm, DMF fine-tuned with it."""
+    from dmf.train.entry import build_network
+    from tests.helpers import compose_config
+
+    cfg = compose_config(["experiment=digits_dmf", "model.depth=3", "model.hidden_size=32", "model.num_heads=2",
+                          "model.dmf_depth=1"])
+    sit = build_model("SiT-T/2", input_size=8, in_channels=1, num_classes=10, depth=3, hidden_size=32, num_heads=2)
+    for p in sit.parameters():
+        torch.nn.init.normal_(p)
+    torch.save({"ema": sit.state_dict()}, tmp_path / "sit.pt")
+    cfg.model.qk_norm, cfg.ckpt = True, str(tmp_path / "sit.pt")
+    net = build_network(cfg)
+    assert all(torch.equal(m.scale, torch.ones_like(m.scale)) for n, m in net.named_modules() if n.endswith("_norm"))
+    assert torch.equal(net.blocks[2].attn.qkv.weight, sit.blocks[2].attn.qkv.weight)
+    assert "kept the initialisation of 8 keys (logvar_linear, qk-norm scales (start at 1))" in capsys.readouterr().out
+    # only some of the scales present is still a mismatch
+    partial = {k: v for k, v in tiny_dmft(qk_norm=True).state_dict().items() if "blocks.0.attn.k_norm" not in k}
+    with pytest.raises(CheckpointMismatch, match="missing: blocks.0.attn.k_norm.scale"):
+        load_pretrained(tiny_dmft(qk_norm=True), partial)
+
+
+def test_rms_norm_statistics_are_float32_under_bf16():
+    from dmf.models.attention.module import RMSNorm
+
+    norm = RMSNorm(8)
+    x = (torch.randn(4, 8) * 300).to(torch.bfloat16)
+    expected = (x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6)).to(torch.bfloat16)
+    assert norm(x).dtype == torch.bfloat16 and torch.equal(norm(x), expected)
+    assert norm(x.double()).dtype == torch.float64  # the compat vectors stay float64

@@ -58,7 +58,7 @@ def test_mf_model_config_builds_and_dmf_needs_a_flow_map_model():
 
 @pytest.mark.slow
 def test_mf_trains_with_the_dmf_objective_on_digits_from_a_flow_checkpoint(tmp_path):
-    tiny = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "data.datamodule.batch_size=16",
+    tiny = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "data.global_batch_size=16",
             "callbacks.progress.refresh_rate=0", "trainer.log_every_n_steps=1"]
     flow = compose_config(["experiment=digits_flow", f"run_dir={tmp_path / 'flow'}", "trainer.max_steps=2", *tiny])
     train(flow)

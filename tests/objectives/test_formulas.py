@@ -14,6 +14,16 @@ def test_adaptive_loss_matches_reference_per_sample():
     assert rel_err(ours, torch.diagonal(ref["loss"].squeeze())) < 1e-6
 
 
+def test_adaptive_loss_over_all_pairs_matches_the_released_broadcast():
+    ref = load_compat("formulas.pt")["adaptive_loss"]
+    ours = adaptive_loss(ref["pred"], ref["target"], ref["logvar"], pairs="all")
+    # value i pairs log-variance i with every error j: row i of the released (B,1,1,B) matrix
+    assert rel_err(ours, ref["loss"].squeeze().mean(1)) < 1e-6
+    assert abs(ours.mean() - ref["loss"].mean()) < 1e-6 * abs(ref["loss"].mean())
+    with pytest.raises(ValueError, match="objective.logvar_pairs='rows' is not one of diagonal | all"):
+        adaptive_loss(ref["pred"], ref["target"], ref["logvar"], pairs="rows")
+
+
 def test_logit_normal_map_matches_reference():
     ref = load_compat("formulas.pt")["logit_normal"]
     assert rel_err(LinearPath().time_from_normal(ref["z"]), ref["t"]) < 1e-6

@@ -65,19 +65,12 @@ def test_meanflow_target_uses_the_jvp():
             u = x * (1 + t - r).view(-1, 1, 1, 1)
             return (u, torch.zeros(len(x), 1, 1, 1)) if return_logvar else u
 
-    torch.manual_seed(0)
     loss_fn = DMFLoss(LogitNormalTime(), NoGuidance(), cfg_prob=0.0)
-    x = torch.randn(64, 1, 4, 4, dtype=torch.float64)
-    torch.manual_seed(1)
-    _, logs = loss_fn(Analytic(), x, torch.zeros(64, dtype=torch.long))
-    # replay the random draws to rebuild the target by hand
-    torch.manual_seed(1)
-    tp = loss_fn.time
-    torch.rand(64)  # label dropout
-    t_fm = tp.sample_fm(64).double()
-    torch.randn_like(x)
-    t, r = (s.double() for s in tp.sample_tr(64))
-    e = torch.randn_like(x)
+    x = torch.randn(64, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    draws = loss_fn.draw(64, x, torch.Generator().manual_seed(1))
+    _, logs = loss_fn(Analytic(), x, torch.zeros(64, dtype=torch.long), draws=draws)
+    # rebuild the target by hand from the same draws
+    t, r, e = draws["t"], draws["r"], draws["e_mf"]
     b = lambda s: s.view(-1, 1, 1, 1)
     x_t, v = (1 - b(t)) * x + b(t) * e, e - x
     u = x_t * b(1 + t - r)
@@ -97,3 +90,27 @@ def test_flow_matching_with_repa_aligns_projected_features():
         FlowMatchingLoss(LogitNormalTime(), repa_weight=0.5)
     with pytest.raises(ValueError, match="set guidance=none"):
         FlowMatchingLoss(LogitNormalTime(), guidance=ModelGuidance(0.6))
+
+
+def test_distill_default_omega_is_the_cfg_scale_that_model_guidance_reaches():
+    """MG's target v + w (v(y) - v(null)) is at its fixed point when the student is CFG with scale 1 / (1 - w);
+    the distill preset's omega is that scale on the teacher, so the two presets aim at the same target."""
+    from tests.helpers import compose_config
+
+    w = compose_config(["experiment=dmf_xl_256", "guidance=mg"]).guidance.omega
+    scale = compose_config(["experiment=dmf_xl_256", "guidance=distill"]).guidance.omega
+    assert scale == pytest.approx(1 / (1 - w))
+
+    class Teacher(LabelNet):  # v(y) = y, v(null) = 10
+        pass
+
+    class FixedPointStudent(LabelNet):  # CFG of the teacher with scale 1 / (1 - w)
+        def forward(self, x, t, r, y, **_):
+            return 10 + (super().forward(x, t, r, y) - 10) * torch.where(y == 10, 0.0, 1 / (1 - w)).view(-1, 1, 1, 1)
+
+    x, t, y = torch.zeros(3, 1, 2, 2), torch.full((3,), 0.5), torch.tensor([1, 4, 7])
+    v = y.float().view(-1, 1, 1, 1).expand_as(x)  # the conditional velocity the data gives, on average
+    kept = torch.zeros(3, dtype=torch.bool)
+    mg = ModelGuidance(w, 0.0, 0.7)(FixedPointStudent(), x, t, y, kept, v)
+    distill = DistillGuidance(Teacher(), scale, 0.0, 0.7)(FixedPointStudent(), x, t, y, kept, v)
+    torch.testing.assert_close(mg, distill)

@@ -125,7 +125,7 @@ def test_repa_on_latents_without_images_is_refused_before_any_work():
 def test_repa_pretraining_on_digits_end_to_end(tmp_path, digits_encoder_file):
     overrides = ["experiment=digits_flow", "objective.repa_weight=0.5", f"objective.encoder.weights={digits_encoder_file}",
                  f"run_dir={tmp_path / 'flow'}", "model.depth=2", "model.hidden_size=32", "model.num_heads=2",
-                 "data.datamodule.batch_size=16", "trainer.max_steps=3", "trainer.log_every_n_steps=1",
+                 "data.global_batch_size=16", "trainer.max_steps=3", "trainer.log_every_n_steps=1",
                  "callbacks.progress.refresh_rate=0"]
     cfg = compose_config(overrides)
     validate(cfg)

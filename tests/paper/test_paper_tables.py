@@ -95,7 +95,7 @@ def test_digits_ablation_two_rows_launch_and_collect(tmp_path):
     torch.save({"state_dict": train_token_net(epochs=1).state_dict(), "dim": 64}, encoder)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     tiny = ["trainer.max_steps=2", "model.hidden_size=32", "model.num_heads=2", "eval.num_samples=64",
-            "data.datamodule.batch_size=16", "callbacks.progress.refresh_rate=0", f"objective.encoder.weights={encoder}",
+            "data.global_batch_size=16", "callbacks.progress.refresh_rate=0", f"objective.encoder.weights={encoder}",
             f"paper.root={tmp_path / 'runs'}"]
     launch = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "paper=digits_ablation",
                              "paper.row=dmf,mf_mg_repa", *tiny], cwd=tmp_path, capture_output=True, text=True, env=env)

@@ -90,18 +90,31 @@ def test_stochastic_samplers_are_reproducible_with_given_noise():
         assert torch.equal(s(net, noise, y, step_noise), s(net, noise, y, step_noise))
 
 
+class LabelNet(torch.nn.Module):
+    """Output = the label (the null class is 10): guided outputs are easy to compute by hand."""
+    num_classes = 10
+
+    def forward(self, x, t, r, y):
+        return y.to(x.dtype).view(-1, 1, 1, 1).expand_as(x)
+
+
 def test_cfg_only_inside_the_interval():
-    class LabelNet(torch.nn.Module):
-        num_classes = 10
-
-        def forward(self, x, t, r, y):
-            return y.to(x.dtype).view(-1, 1, 1, 1).expand_as(x)
-
     x, y = torch.zeros(2, 1, 2, 2), torch.tensor([2, 4])
     inside = guided_output(LabelNet(), x, 0.5, 0.2, y, cfg_scale=2.0, g_min=0.0, g_max=0.7)
     assert torch.allclose(inside[:, 0, 0, 0], torch.tensor([10 + 2 * (2 - 10.0), 10 + 2 * (4 - 10.0)]))
     outside = guided_output(LabelNet(), x, 0.8, 0.2, y, cfg_scale=2.0, g_min=0.0, g_max=0.7)
     assert torch.allclose(outside[:, 0, 0, 0], torch.tensor([2.0, 4.0]))
+
+
+def test_heun_decides_guidance_once_per_step_at_its_start():
+    """Grid 1 -> 0.5 -> 0, interval [0.6, 1]: the first step's corrector (at t = 0.5) is guided like its
+    predictor (decided at t = 1); the last step is plain Euler at 0.5, outside the interval."""
+    s = build_sampler("flow_heun", steps=2, cfg_scale=2.0, g_min=0.6, g_max=1.0)
+    y = torch.tensor([2, 4])
+    out = s(LabelNet(), torch.zeros(2, 1, 1, 1), y)[:, 0, 0, 0]
+    guided = 10 + 2.0 * (y - 10.0)
+    expected = -0.5 * 0.5 * (guided + guided) - 0.5 * y  # step 1: trapezoid of two guided; step 2: Euler, unguided
+    assert torch.allclose(out, expected)
 
 
 def test_sampler_options_are_validated():

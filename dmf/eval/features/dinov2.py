@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from dmf.eval.features.base import FeatureExtractor
 from dmf.eval.features.weights import locate_weights
+from dmf.models.checkpoint import safe_load
 
 FILENAME = "dinov2_vitl14_pretrain.pth"
 URL = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth"
@@ -40,7 +41,7 @@ def load_state(path) -> dict:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    sd = safe_load(path, key="eval.dinov2_weights")
     for key in ("model", "state_dict", "teacher"):  # wrapped checkpoints
         if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict) and "pos_embed" not in sd:
             sd = sd[key]

@@ -5,6 +5,7 @@ import torch
 
 from dmf.eval.features.base import FeatureExtractor
 from dmf.eval.features.weights import locate_weights
+from dmf.models.checkpoint import safe_load
 
 FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{FILENAME}"
@@ -18,6 +19,8 @@ class InceptionV3(FeatureExtractor):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         path = locate_weights(weights, FILENAME, URL, "Inception-V3", "eval.inception_weights", download)
+        # torch-fidelity reads the file with weights_only=False; reading it as data first refuses a file that holds code
+        safe_load(path, key="eval.inception_weights")
         try:
             self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
                                                    feature_extractor_weights_path=str(path))

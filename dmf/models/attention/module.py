@@ -15,7 +15,10 @@ class RMSNorm(nn.Module):
         self.scale = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.scale
+        # statistics in at least float32, also under bf16 autocast (stability at 512); float64 stays float64
+        xf = x.to(torch.promote_types(x.dtype, torch.float32))
+        out = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.scale.to(xf.dtype)
+        return out.to(x.dtype)
 
 
 class Attention(nn.Module):

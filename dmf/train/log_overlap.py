@@ -1,0 +1,55 @@
+"""One CSV row per step across resumes. A resumed run restarts at its checkpoint's step S, so the rows an earlier
+attempt logged for steps >= S (after its last checkpoint) describe updates that were thrown away and are now
+logged again. They move from that version's metrics.csv to metrics.superseded.csv beside it (kept, not lost)."""
+import csv
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+
+def move_superseded_rows(metrics_csv: Path, from_step: int) -> int:
+    """Move rows with step >= from_step out of metrics_csv; returns how many moved."""
+    with open(metrics_csv, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames or [], list(reader)
+    if "step" not in fields:
+        return 0
+    late = [bool(r["step"]) and int(float(r["step"])) >= from_step for r in rows]
+    keep = [r for r, x in zip(rows, late) if not x]
+    gone = [r for r, x in zip(rows, late) if x]
+    if not gone:
+        return 0
+    aside = metrics_csv.with_name("metrics.superseded.csv")
+    new_file = not aside.exists()
+    with open(aside, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new_file:
+            w.writeheader()
+        w.writerows(gone)
+    tmp = metrics_csv.with_name(metrics_csv.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(keep)
+    tmp.replace(metrics_csv)
+    return len(gone)
+
+
+class SupersededLogRows(L.Callback):
+    @rank_zero_only
+    def on_train_start(self, trainer, pl_module):
+        step = trainer.global_step
+        if step == 0:
+            return
+        for logger in trainer.loggers:
+            if not isinstance(logger, CSVLogger):
+                continue
+            current = Path(logger.log_dir).resolve()
+            for metrics_csv in sorted(Path(logger.root_dir).glob("version_*/metrics.csv")):
+                if metrics_csv.parent.resolve() != current:
+                    n = move_superseded_rows(metrics_csv, step)
+                    if n:
+                        print(f"[dmf] resumed at step {step}: moved {n} rows of {metrics_csv} logged after its last "
+                              f"checkpoint to metrics.superseded.csv")

@@ -1,0 +1,113 @@
+"""Checks made in the launching process, before Lightning starts ranks or builds anything expensive: each
+failure is one message naming the key and the fix."""
+import re
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from dmf.core.errors import UsageError
+from dmf.models.hub import resolve_path
+from dmf.train.batch import BatchError, BatchLayout, batch_layout, resolve_devices
+
+# What a user should pass for a mandatory value, by key.
+EXAMPLES = {
+    "ckpt": "the SiT(+REPA) checkpoint to start from, e.g. ckpt=/ckpts/sit-xl-2-repa-256.pt or "
+            "ckpt=hf://<owner>/<repo>/<file>.pt",
+    "guidance.teacher.ckpt": "the frozen SiT teacher, e.g. guidance.teacher.ckpt=/ckpts/sit-xl-2-repa-256.pt",
+    "objective.encoder": "a frozen encoder of the clean images for REPA",
+}
+# The parts of the config that mode=train builds.
+TRAIN_KEYS = ("ckpt", "model", "attention", "objective", "guidance", "time", "data", "trainer", "optim", "ema",
+              "callbacks", "logger")
+
+
+class PreflightError(UsageError):
+    pass
+
+
+def _missing(node, prefix: str = ""):
+    """Paths of `???` values below node, without resolving interpolations (they may point anywhere)."""
+    keys = range(len(node)) if isinstance(node, ListConfig) else list(node.keys())
+    for k in keys:
+        path = f"{prefix}[{k}]" if isinstance(node, ListConfig) else f"{prefix}.{k}" if prefix else str(k)
+        if OmegaConf.is_missing(node, k):
+            yield path
+        elif not OmegaConf.is_interpolation(node, k):
+            child = node._get_node(k)
+            if isinstance(child, (DictConfig, ListConfig)) and not child._is_none():
+                yield from _missing(child, path)
+
+
+def missing_values(cfg: DictConfig, roots=TRAIN_KEYS) -> list[str]:
+    """Mandatory values (`???`) still unset under the given top-level keys."""
+    return sorted(p for p in _missing(cfg) if re.split(r"[.\[]", p)[0] in roots)
+
+
+def check_mandatory(cfg: DictConfig) -> None:
+    """`???` values, and the keys an experiment lists under `required` (a `???` in an experiment file cannot
+    mark a key that the root config already sets, e.g. `ckpt: null`: merging keeps the old value)."""
+    unset = [k for k in cfg.get("required") or [] if OmegaConf.select(cfg, k, throw_on_missing=False) in (None, "???")]
+    missing = sorted(set(missing_values(cfg)) | set(unset))
+    if missing:
+        lines = [f"  {k}: required; pass {EXAMPLES.get(k, f'{k}=<value>')}" for k in missing]
+        raise PreflightError("missing required values:\n" + "\n".join(lines))
+
+
+def world_size(cfg: DictConfig) -> int:
+    t = cfg.trainer
+    return resolve_devices(t.devices, t.accelerator) * int(t.num_nodes)
+
+
+def check_devices(cfg: DictConfig) -> None:
+    import torch
+
+    t = cfg.trainer
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    asked = resolve_devices(t.devices, t.accelerator)
+    if t.accelerator in ("gpu", "cuda") and gpus == 0:
+        raise PreflightError(f"trainer.accelerator={t.accelerator} but this machine has no CUDA GPU; run on a GPU node "
+                             f"or set trainer.accelerator=cpu")
+    if t.accelerator in ("auto", "gpu", "cuda") and gpus and asked > gpus:
+        raise PreflightError(f"trainer.devices={t.devices} but this machine has {gpus} GPU(s); set trainer.devices="
+                             f"{gpus} (the global batch is kept by data.global_batch_size)")
+    if t.accelerator == "auto" and not gpus and asked > 1:
+        raise PreflightError(f"trainer.devices={t.devices} but this machine has no GPU (it would start {asked} CPU "
+                             f"processes); set trainer.devices=1, or trainer.accelerator=cpu trainer.devices={asked} "
+                             f"to run {asked} CPU processes on purpose")
+
+
+def check_files(cfg: DictConfig) -> None:
+    for key in ("ckpt", "guidance.teacher.ckpt"):
+        value = OmegaConf.select(cfg, key, throw_on_missing=False)
+        if value and value != "???":
+            try:
+                resolve_path(value)
+            except (FileNotFoundError, ValueError) as err:
+                raise PreflightError(f"{key}: {err}") from None
+
+
+def layout(cfg: DictConfig) -> BatchLayout:
+    d = cfg.data
+    if "batch_size" in d.datamodule:
+        raise PreflightError(f"data.datamodule.batch_size={d.datamodule.batch_size} is derived from the world size; "
+                             f"set data.global_batch_size instead (and data.max_batch_per_device to cap memory)")
+    try:
+        return batch_layout(d.global_batch_size, world_size(cfg), d.get("max_batch_per_device"),
+                            cfg.trainer.accumulate_grad_batches)
+    except BatchError as err:
+        raise PreflightError(str(err)) from None
+
+
+def check_data(datamodule) -> None:
+    """Reads the dataset's index (not the data): a wrong data.root stops here, in one line."""
+    try:
+        datamodule.setup("fit")
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
+        raise PreflightError(f"data: {err} (data.root or DMF_DATA choose the folder)") from None
+
+
+def preflight(cfg: DictConfig) -> BatchLayout:
+    """Everything mode=train can check before building the model; returns the batch layout."""
+    check_mandatory(cfg)
+    check_devices(cfg)
+    check_files(cfg)
+    return layout(cfg)

@@ -1,0 +1,142 @@
+"""What a run is, kept with it: every checkpoint records the composed config and the network's architecture, every
+attempt (start or resume) keeps its config under <run_dir>/config_history/, and a resume is compared with the
+config that produced the checkpoint before anything is built.
+
+- Keys that cannot change mid-run (IMMUTABLE: the model, objective, data, seed, guidance, time proposal,
+  optimizer and EMA settings; a resumed optimizer keeps its own state, so a new optim.lr would be ignored) stop
+  the resume with the difference and the fix. A few data-loading keys (MUTABLE_INSIDE) may change.
+- Anything else (trainer.max_steps, logging, callbacks, ...) is applied and listed.
+- Hydra rewrites <run_dir>/.hydra at every launch; a refused attempt's .hydra is put back to the last accepted
+  attempt's, and the refused config is kept in the history marked `refused`.
+"""
+import shutil
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from dmf.models.checkpoint import ARCHITECTURE_KEY, architecture, safe_load
+
+CONFIG_KEY = "dmf_config"
+IMMUTABLE = ("model", "objective", "data", "seed", "guidance", "time", "optim", "ema")
+MUTABLE_INSIDE = ("model.attention", "data.root", "data.on_error", "data.max_batch_per_device", "data.datamodule.num_workers",
+                  "data.datamodule.persistent_workers", "data.datamodule.prefetch_factor", "data.datamodule.pin_memory")
+IGNORED = ("run_dir", "resume", "mode", "ckpt")  # ckpt only initialises a new run; a resume restores everything
+HISTORY = "config_history"
+
+
+class ResumeConflict(ValueError):
+    pass
+
+
+def plain_config(cfg: DictConfig) -> dict:
+    """The config as plain values (safe to store in a checkpoint), resolved where it can be outside Hydra."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # e.g. ${hydra:...} when composed without a Hydra run
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+class RunRecord(L.Callback):
+    """Adds the config and the network architecture to every checkpoint Lightning writes."""
+
+    def __init__(self, cfg: DictConfig):
+        self.config = plain_config(cfg)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint[CONFIG_KEY] = self.config
+        checkpoint[ARCHITECTURE_KEY] = architecture(pl_module.net)
+
+
+def _flatten(d, prefix="") -> dict:
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _under(key: str, prefixes) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def compare(original: dict, new: dict) -> tuple[list[str], list[str]]:
+    """(immutable differences, mutable differences) as 'key: old -> new' lines."""
+    a, b = _flatten(original), _flatten(new)
+    frozen, changed = [], []
+    for key in sorted(set(a) | set(b)):
+        if _under(key, IGNORED) or a.get(key, "<unset>") == b.get(key, "<unset>"):
+            continue
+        line = f"{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}"
+        (frozen if _under(key, IMMUTABLE) and not _under(key, MUTABLE_INSIDE) else changed).append(line)
+    return frozen, changed
+
+
+def _record_attempt(run_dir: Path, config: dict, status: str, resumed_from: str | None) -> Path:
+    history = run_dir / HISTORY
+    history.mkdir(parents=True, exist_ok=True)
+    n = 1 + max((int(p.name.split("_")[1]) for p in history.glob("attempt_*") if p.name.split("_")[1].isdigit()),
+                default=0)
+    attempt = history / f"attempt_{n:03d}"
+    attempt.mkdir()
+    OmegaConf.save(OmegaConf.create(config), attempt / "config.yaml")
+    (attempt / "status").write_text(f"{status}\nresumed_from: {resumed_from}\ntime: {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    hydra_dir = run_dir / ".hydra"
+    if hydra_dir.is_dir():
+        shutil.copytree(hydra_dir, attempt / ".hydra")
+    return attempt
+
+
+def _restore_hydra(run_dir: Path) -> None:
+    """Put back the .hydra record of the last accepted attempt (Hydra rewrote it before the resume was refused)."""
+    accepted = [p for p in sorted((run_dir / HISTORY).glob("attempt_*"))
+                if (p / "status").exists() and (p / "status").read_text().startswith("accepted") and (p / ".hydra").is_dir()]
+    if accepted and (run_dir / ".hydra").is_dir():
+        shutil.rmtree(run_dir / ".hydra")
+        shutil.copytree(accepted[-1] / ".hydra", run_dir / ".hydra")
+
+
+def _original_config(ckpt: str, key: str, run_dir: Path) -> dict | None:
+    saved = safe_load(ckpt, key=key, mmap=True)  # also refuses an unreadable or unsafe file before Lightning reads it
+    if isinstance(saved, dict) and isinstance(saved.get(CONFIG_KEY), dict):
+        return saved[CONFIG_KEY]
+    first = run_dir / HISTORY / "attempt_001" / "config.yaml"
+    return OmegaConf.to_container(OmegaConf.load(first)) if first.exists() else None
+
+
+def check_resume(cfg: DictConfig, ckpt: str | None) -> list[str]:
+    """Call before building anything. Records this attempt; on a resume, raises ResumeConflict if an immutable key
+    differs from the checkpoint's config, and returns (and prints) the changed mutable keys."""
+    run_dir = Path(cfg.run_dir)
+    new = plain_config(cfg)
+    if ckpt is None:
+        if rank_zero_only.rank == 0:
+            _record_attempt(run_dir, new, "accepted (start)", None)
+        return []
+    key = "resume" if cfg.get("resume") not in (None, "auto") else "resume=auto"
+    original = _original_config(ckpt, key, run_dir)
+    if original is None:
+        print(f"[dmf] resume from {ckpt}: it records no config (an older checkpoint); changes cannot be checked")
+        if rank_zero_only.rank == 0:
+            _record_attempt(run_dir, new, "accepted (resume, unchecked)", ckpt)
+        return []
+    frozen, changed = compare(original, new)
+    if frozen:
+        if rank_zero_only.rank == 0:
+            _record_attempt(run_dir, new, "refused", ckpt)
+            _restore_hydra(run_dir)
+        raise ResumeConflict(
+            f"{key} ({ckpt}): the run was trained with other values of settings that cannot change mid-run:\n  "
+            + "\n  ".join(frozen)
+            + f"\nFix: resume with the original values, or start a new run from these weights (ckpt={ckpt} "
+              f"resume=null and another run_dir). The run's config record is unchanged ({run_dir / HISTORY}).")
+    if rank_zero_only.rank == 0:
+        _record_attempt(run_dir, new, "accepted (resume)", ckpt)
+    if changed:
+        print(f"[dmf] resuming {ckpt} with changed settings (applied):\n  " + "\n  ".join(changed))
+    return changed

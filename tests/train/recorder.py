@@ -1,0 +1,27 @@
+"""A callback that tests add from the command line (+callbacks.record._target_=...): it writes, per rank, the
+first batch, the first step's draws and (DDP-averaged) gradients, and a digest of the final weights."""
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+
+class Recorder(Callback):
+    def __init__(self, path: str):
+        self.path, self.record = Path(path), {}
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == 0 and batch_idx == 0:
+            self.record["batch"] = [b.detach().cpu().clone() for b in batch]
+
+    def on_before_optimizer_step(self, trainer, module, optimizer):
+        if trainer.global_step == 0:
+            self.record["draws"] = {k: v.cpu().clone() for k, v in module._draws[1].items()}
+            self.record["grads"] = {k: p.grad.detach().cpu().clone() for k, p in module.net.named_parameters()
+                                    if p.grad is not None}
+
+    def on_train_end(self, trainer, module):
+        self.record["final"] = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        self.record["world_size"] = trainer.world_size
+        self.path.mkdir(parents=True, exist_ok=True)
+        torch.save(self.record, self.path / f"rank{trainer.global_rank}.pt")

@@ -1,0 +1,77 @@
+"""The global batch is what a run states, whatever the device count; a run that cannot be what it says stops
+before anything starts, with one message naming the key and the fix."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dmf.train.batch import BatchError, batch_layout
+from dmf.train.preflight import layout
+from tests.helpers import compose_config
+
+ROOT = Path(__file__).parents[2]
+
+
+def run_py(*args, timeout=120):
+    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_batch_layout_splits_the_global_batch():
+    assert batch_layout(256, 8).per_device == 32
+    assert (batch_layout(256, 8, max_per_device=16).per_device, batch_layout(256, 8, 16).accumulate) == (16, 2)
+    assert (batch_layout(256, 16, 16).per_device, batch_layout(256, 16, 16).accumulate) == (16, 1)
+    assert (batch_layout(256, 8, None, 4).per_device, batch_layout(256, 8, None, 4).accumulate) == (8, 4)
+    assert batch_layout(96, 2, 20).describe() == "global batch 96 = 2 device(s) x 16 per device x 3 accumulation step(s)"
+    with pytest.raises(BatchError, match="global_batch_size=256 does not divide over 3 devices"):
+        batch_layout(256, 3)
+    with pytest.raises(BatchError, match="32 per device, which trainer.accumulate_grad_batches=3 does not divide"):
+        batch_layout(256, 8, None, 3)
+
+
+@pytest.mark.parametrize("extra,per_device,accumulate", [
+    (["trainer.devices=8"], 16, 2),                          # one 8-GPU node: 16 per GPU x 2 = 256
+    (["trainer.devices=8", "trainer.num_nodes=2"], 16, 1),   # the authors' 16 GPUs x 16
+    (["trainer.devices=8", "data.max_batch_per_device=null"], 32, 1),
+])
+def test_512_trains_on_the_stated_global_batch(extra, per_device, accumulate):
+    b = layout(compose_config(["experiment=dmf_xl_512", "ckpt=x", *extra]))
+    assert (b.global_batch, b.per_device, b.accumulate) == (256, per_device, accumulate)
+
+
+def test_every_imagenet_experiment_states_a_global_batch_of_256():
+    out = run_py("experiment=dmf_xl_512", "--cfg", "job")
+    assert out.returncode == 0, out.stderr
+    assert "global_batch_size: 256" in out.stdout and "max_batch_per_device: 16" in out.stdout
+    for exp in ("dmf_xl_256", "sit_xl_256_repa", "sit_xl_512_repa"):
+        assert compose_config([f"experiment={exp}"]).data.global_batch_size == 256
+
+
+def test_the_per_device_batch_cannot_be_set_directly():
+    with pytest.raises(Exception, match="data.datamodule.batch_size=4 is derived"):
+        layout(compose_config(["experiment=digits_dmf", "+data.datamodule.batch_size=4"]))
+
+
+def test_a_required_checkpoint_is_required():
+    out = run_py("experiment=dmf_xl_256")
+    assert out.returncode != 0
+    assert "ckpt: required; pass the SiT(+REPA) checkpoint to start from, e.g. ckpt=" in out.stderr
+
+
+def test_more_devices_than_the_machine_has_stop_at_once():
+    out = run_py("experiment=digits_dmf", "trainer.devices=8", "trainer.max_steps=1")
+    assert out.returncode != 0
+    assert "trainer.devices=8 but this machine has no GPU" in out.stderr
+    assert "trainer.accelerator=cpu trainer.devices=8" in out.stderr  # the fix, for those who meant it
+
+
+def test_a_bad_data_root_stops_before_training(tmp_path):
+    ckpt = tmp_path / "sit.pt"
+    ckpt.write_bytes(b"")  # only its existence is checked before the data
+    out = run_py("experiment=dmf_xl_256", f"ckpt={ckpt}", "trainer.devices=1", f"data.root={tmp_path / 'nowhere'}",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode != 0
+    assert "data:" in out.stderr and "nowhere" in out.stderr and "data.root or DMF_DATA" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()

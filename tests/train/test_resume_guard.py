@@ -1,0 +1,84 @@
+"""Resumes keep the run's history: immutable keys refuse, mutable keys are applied and listed, every attempt's config
+is kept and the original never overwritten; periodic checkpoints need no quoting; CSV logs keep one row per step;
+checkpoints say which architecture they hold."""
+import csv
+
+import pytest
+import torch
+
+from dmf.models import CheckpointMismatch
+from dmf.train.entry import train
+from dmf.train.resume_guard import ResumeConflict
+from tests.helpers import compose_config
+
+TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "data.global_batch_size=16",
+        "callbacks.progress.refresh_rate=0", "model.dmf_depth=1", "trainer.log_every_n_steps=1"]
+
+
+def run(tmp_path, *extra):
+    return train(compose_config(["experiment=digits_dmf", f"run_dir={tmp_path}", *TINY, *extra]))
+
+
+def attempts(tmp_path):
+    return [(p / "status").read_text().split("\n")[0] for p in sorted((tmp_path / "config_history").iterdir())]
+
+
+def test_resume_refuses_immutable_changes_and_keeps_the_record(tmp_path):
+    hydra_dir = tmp_path / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    (hydra_dir / "config.yaml").write_text("original\n")  # what Hydra wrote at the first launch
+    run(tmp_path, "trainer.max_steps=2")
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    (hydra_dir / "config.yaml").write_text("rewritten by the second launch\n")
+    with pytest.raises(ResumeConflict, match=r"optim.lr: 0.0003 -> 0.5") as err:
+        run(tmp_path, "trainer.max_steps=4", "optim.lr=0.5")
+    assert "cannot change mid-run" in str(err.value) and "resume=null" in str(err.value)
+    with pytest.raises(ResumeConflict, match=r"model.hidden_size: 32 -> 64"):
+        run(tmp_path, "trainer.max_steps=4", "model.hidden_size=64")
+    assert last.read_bytes() == before  # nothing was trained or saved
+    assert (hydra_dir / "config.yaml").read_text() == "original\n"  # the run's record is the original again
+    assert attempts(tmp_path) == ["accepted (start)", "refused", "refused"]
+    refused = (tmp_path / "config_history" / "attempt_002" / "config.yaml").read_text()
+    assert "lr: 0.5" in refused  # every attempt's config is kept
+
+
+def test_resume_applies_and_lists_mutable_changes(tmp_path, capsys):
+    run(tmp_path, "trainer.max_steps=2")
+    module = run(tmp_path, "trainer.max_steps=3", "callbacks.checkpoint.every_n_train_steps=7")
+    assert module.trainer.global_step == 3
+    out = capsys.readouterr().out
+    assert "trainer.max_steps: 2 -> 3" in out and "callbacks.checkpoint.every_n_train_steps" in out
+    assert attempts(tmp_path) == ["accepted (start)", "accepted (resume)"]
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["dmf_config"]["trainer"]["max_steps"] == 3 and saved["dmf_architecture"]["dmf_depth"] == 1
+
+
+def test_periodic_checkpoint_resumes_unquoted_and_csv_keeps_one_row_per_step(tmp_path):
+    run(tmp_path, "trainer.max_steps=3", "callbacks.checkpoint.every_n_train_steps=2")
+    periodic = tmp_path / "checkpoints" / "step_000002.ckpt"
+    assert periodic.exists() and "=" not in periodic.name
+    # as if killed after step 3: resume from the step-2 checkpoint, typed without quotes
+    module = run(tmp_path, "trainer.max_steps=4", f"resume={periodic}")
+    assert module.trainer.global_step == 4
+
+    def steps(version, name="metrics.csv"):
+        with open(tmp_path / "logs" / f"version_{version}" / name) as f:
+            return [int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss_mf")]
+
+    assert steps(0) == [0, 1] and steps(1) == [2, 3]  # one row per step over both attempts
+    assert steps(0, "metrics.superseded.csv") == [2]  # the discarded update's row is kept aside, not lost
+
+
+def test_checkpoint_records_architecture_and_refuses_another(tmp_path):
+    from dmf.eval.build import build_network
+
+    train(compose_config(["experiment=digits_dmf", f"run_dir={tmp_path}", *TINY, "model.depth=3", "model.dmf_depth=2",
+                          "trainer.max_steps=1"]))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    base = ["experiment=digits_dmf", *TINY, "model.depth=3", f"ckpt={ckpt}"]
+    build_network(compose_config([*base, "model.dmf_depth=2"]))  # the same architecture loads
+    with pytest.raises(CheckpointMismatch, match=r"dmf_depth=2 \(config builds 1; set model.dmf_depth\)"):
+        build_network(compose_config([*base, "model.dmf_depth=1"]))  # same tensors, other split: refused
+    with pytest.raises(CheckpointMismatch, match=r"num_heads=2 \(config builds 4"):
+        build_network(compose_config([*base, "model.dmf_depth=2", "model.num_heads=4"]))
