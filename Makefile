@@ -39,7 +39,8 @@ eval-official: $(STAMP)
 	$(PY) -m torch.distributed.run --nproc_per_node=$(NPROC) run.py mode=eval experiment=dmf_xl_512 eval=imagenet512 \
 		ckpt=hf://kyungmnlee/DMF/dmf_xl_2_512.pt eval.out_dir=evals/dmf_xl_2_512 hydra.run.dir=evals/dmf_xl_2_512/hydra
 
-# the L/2 ablation in miniature on the digits (MF vs DMF x model guidance x REPA init), ~15 min on 2 CPU cores;
+# the L/2 ablation in miniature on the digits (MF vs DMF x model guidance x REPA init), budgeted for ~15 min on 2
+# free CPU cores (measured: 36 min on a loaded shared 2-core machine);
 # the table lands in paper_runs/digits_ablation/digits_ablation.md
 paper-digits: $(STAMP)
 	$(PY) run.py -m paper=digits_ablation
