@@ -13,6 +13,10 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("dmf.launcher"):
         from dmf.train.slurm import launcher_value  # here: dmf.train.slurm imports this module
         OmegaConf.register_new_resolver("dmf.launcher", launcher_value)
+    if not OmegaConf.has_resolver("dmf.keys"):  # a paper table's rows as a sweep: "a,b,c"
+        OmegaConf.register_new_resolver("dmf.keys", lambda node: ",".join(str(k) for k in node))
+    if not OmegaConf.has_resolver("dmf.if_positive"):  # e.g. REPA projectors only when objective.repa_weight > 0
+        OmegaConf.register_new_resolver("dmf.if_positive", lambda value, then, other: then if float(value) > 0 else other)
 
 
 class ConfigError(UsageError, ValueError):
@@ -63,8 +67,19 @@ def validate_training(cfg: DictConfig) -> None:
     if "FlowMatching" in cfg.objective._target_ and not cfg.guidance._target_.endswith(".NoGuidance"):
         raise ConfigError(f"objective=fm trains a flow model on the plain velocity; set guidance=none "
                           f"(got guidance._target_={cfg.guidance._target_})")
-    if "DMF" in cfg.objective._target_ and not parse_name(cfg.model.name)[0] == "DMFT":
-        raise ConfigError(f"objective=dmf needs a DMFT model, got model.name={cfg.model.name}")
+    if "DMF" in cfg.objective._target_ and parse_name(cfg.model.name)[0] not in ("DMFT", "MF"):
+        raise ConfigError(f"objective=dmf needs a flow-map model (model=dmft or model=mf), got model.name={cfg.model.name}")
+
+
+def validate_repa(cfg: DictConfig) -> None:
+    """REPA aligns with an encoder of the raw images: latent data must carry them (pixel-space data is its own)."""
+    weight = OmegaConf.select(cfg, "objective.repa_weight", default=0.0) or 0.0
+    if weight > 0 and cfg.data.latent_downsample > 1 and not OmegaConf.select(cfg, "data.datamodule.images", default=False):
+        raise ConfigError(
+            f"objective.repa_weight={weight} aligns the SiT with an encoder of the raw images, but data={cfg.data.name} "
+            f"yields VAE latents without them (the latent datamodules do not deliver images yet). Fix: train REPA on "
+            f"pixel-space data (e.g. experiment=digits_flow objective.repa_weight=0.5), start DMF from the published "
+            f"SiT-XL/2+REPA checkpoint, or set objective.repa_weight=0")
 
 
 def validate_sampler(cfg: DictConfig) -> None:
@@ -116,6 +131,7 @@ def validate(cfg: DictConfig) -> None:
         validate_values(cfg)
         validate_model(cfg)
         validate_training(cfg)
+        validate_repa(cfg)
         validate_sampler(cfg)
     except ValueError as err:
         raise ConfigError(f"invalid config: {err}") from None

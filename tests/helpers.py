@@ -33,6 +33,12 @@ def tiny_dmft(**overrides) -> torch.nn.Module:
     return build_model("DMFT-T/2", **kw)
 
 
+def tiny_mf(**overrides) -> torch.nn.Module:
+    kw = dict(input_size=8, in_channels=1, num_classes=10, depth=3, hidden_size=32, num_heads=2)
+    kw.update(overrides)
+    return build_model("MF-T/2", **kw)
+
+
 def tiny_sit(**overrides) -> torch.nn.Module:
     kw = dict(input_size=8, in_channels=1, num_classes=10, depth=3, hidden_size=32, num_heads=2)
     kw.update(overrides)

@@ -7,9 +7,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dmf.models.meanflow import MeanFlowTransformer
+
 # Keys that a SiT(+REPA) checkpoint has and DMFT lacks, or the reverse, when fine-tuning a flow model into
 # a flow map: REPA projectors are dropped, the log-variance head keeps its fresh (zero) initialisation.
 SIT_TO_DMFT = {"drop_prefixes": ("projectors.",), "init_prefixes": ("logvar_linear.",)}
+# The MeanFlow baseline from a SiT: its (t - r) embedder is new too (last layer zero, so it starts as the SiT).
+SIT_TO_MF = {"drop_prefixes": ("projectors.",), "init_prefixes": ("logvar_linear.", "h_embedder.")}
+
+
+def pretrained_policy(net: nn.Module) -> dict:
+    return SIT_TO_MF if isinstance(net, MeanFlowTransformer) else SIT_TO_DMFT
+
+
 # RMS qk-norm scales may be absent as a whole: the authors pretrain SiT at 512 without qk-norm and add it for
 # DMF fine-tuning, the scales starting at 1. A checkpoint with only some of them is still a mismatch.
 QK_NORM_KEYS = re.compile(r".*\.attn\.[qk]_norm\.scale$")
@@ -154,9 +164,9 @@ def load_weights(
 def load_pretrained(net: nn.Module, source: str | Path | dict, prefer: str = "ema",
                     key: str | None = None) -> dict[str, list[str]]:
     """Weights to fine-tune from or to sample with: strict, except REPA projectors (dropped: DMFT and sampling
-    never use them), a DMFT's log-variance head (kept as initialised when the checkpoint is a SiT's) and RMS
-    qk-norm scales when the checkpoint has none (they start at 1)."""
-    return load_weights(net, source, prefer=prefer, init_group=QK_NORM_KEYS, key=key, **SIT_TO_DMFT)
+    never use them), a flow map's log-variance head and the MeanFlow baseline's (t - r) embedder (kept as
+    initialised when the checkpoint is a SiT's) and RMS qk-norm scales when the checkpoint has none (they start at 1)."""
+    return load_weights(net, source, prefer=prefer, init_group=QK_NORM_KEYS, key=key, **pretrained_policy(net))
 
 
 def describe_load(report: dict[str, list[str]]) -> str:

@@ -3,14 +3,10 @@
 The first `dmf_depth` blocks (encoder) see t, the rest and the final layer (decoder) see r; with r = t
 it computes exactly the SiT with the same weights, which is why a SiT checkpoint initialises it.
 """
-import torch
-from torch import nn
-
-from dmf.models.flow_transformer import FlowTransformer
-from dmf.models.layers import sinusoid
+from dmf.models.flow_map import FlowMapTransformer
 
 
-class DMFT(FlowTransformer):
+class DMFT(FlowMapTransformer):
     def __init__(self, *, dmf_depth: int, **kwargs):
         super().__init__(**kwargs)
         if not 0 < dmf_depth < self.depth:
@@ -19,13 +15,6 @@ class DMFT(FlowTransformer):
                 f"(encoder blocks see t, the remaining decoder blocks see r)"
             )
         self.dmf_depth = dmf_depth
-        self.logvar_linear = nn.Linear(256, 1)
-        nn.init.zeros_(self.logvar_linear.weight)
-        nn.init.zeros_(self.logvar_linear.bias)
-
-    def logvar(self, t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        feats = torch.cat([sinusoid(t, 128), sinusoid(r, 128)], dim=-1).to(self.logvar_linear.weight.dtype)
-        return self.logvar_linear(feats).view(-1, 1, 1, 1)
 
     def forward(self, x, t, r, y, return_logvar: bool = False):
         t, r = self.as_time(t, x), self.as_time(r, x)

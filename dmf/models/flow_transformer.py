@@ -1,4 +1,4 @@
-"""The trunk shared by SiT and DMFT: patchify, embeddings, adaLN-Zero blocks, final layer, unpatchify."""
+"""The trunk shared by SiT, DMFT and the MeanFlow baseline: patchify, embeddings, adaLN-Zero blocks, final layer, unpatchify."""
 import torch
 from torch import nn
 

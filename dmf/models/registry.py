@@ -1,6 +1,7 @@
-"""Model names such as `DMFT-XL/2` or `SiT-B/4` -> constructed networks."""
+"""Model names such as `DMFT-XL/2`, `MF-L/2` or `SiT-B/4` -> constructed networks."""
 from dmf.models.compile import compile_network
 from dmf.models.dmft import DMFT
+from dmf.models.meanflow import MeanFlowTransformer
 from dmf.models.sit import SiT
 
 # (depth, hidden_size, num_heads); T is the tiny size of the embedded digits task.
@@ -12,7 +13,7 @@ SIZES = {
     "L": (24, 1024, 16),
     "XL": (28, 1152, 16),
 }
-FAMILIES = {"DMFT": DMFT, "SiT": SiT}
+FAMILIES = {"DMFT": DMFT, "MF": MeanFlowTransformer, "SiT": SiT}
 PATCHES = (1, 2, 4, 8)
 
 
@@ -49,7 +50,8 @@ def build_model(
     projector_dim: int = 2048,
     compile: bool = False,
 ):
-    """Build a DMFT or SiT; depth/hidden_size/num_heads default to the named size; `compile`: torch.compile it."""
+    """Build a DMFT, MF (MeanFlow baseline) or SiT; depth/hidden_size/num_heads default to the named size;
+    `compile`: torch.compile it."""
     family, size, patch = parse_name(name)
     d, h, nh = SIZES[size]
     common = dict(
@@ -61,6 +63,11 @@ def build_model(
         if dmf_depth is None:
             raise ValueError("model.dmf_depth is required for DMFT (the paper uses 20 of 28 blocks for XL)")
         net = DMFT(dmf_depth=dmf_depth, **common)
+    elif family == "MF":
+        if dmf_depth is not None:
+            raise ValueError(f"model.dmf_depth={dmf_depth} does not apply to {name}: the MeanFlow baseline has no "
+                             f"encoder/decoder split (set model.dmf_depth=null, or use a DMFT model)")
+        net = MeanFlowTransformer(**common)
     else:
         net = SiT(repa_depth=repa_depth, z_dims=tuple(z_dims), projector_dim=projector_dim, **common)
     return compile_network(net) if compile else net

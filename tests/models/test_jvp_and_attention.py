@@ -4,12 +4,13 @@ from torch.func import jvp
 
 from dmf.models.attention import available_backends, get_backend, set_attention_backend
 from dmf.models.attention.registry import choose, resolve
-from tests.helpers import tiny_dmft
+from tests.helpers import tiny_dmft, tiny_mf
 
 
-def test_dmft_jvp_matches_central_finite_differences():
+@pytest.mark.parametrize("make", [tiny_dmft, tiny_mf])  # DMFT and the MeanFlow baseline
+def test_flow_map_jvp_matches_central_finite_differences(make):
     torch.manual_seed(0)
-    net = tiny_dmft(qk_norm=True).double()
+    net = make(qk_norm=True).double()
     for p in net.parameters():  # the DiT init zeroes the output layers; randomise so the test can fail
         torch.nn.init.normal_(p, std=0.2)
     x, v = torch.randn(3, 1, 8, 8, dtype=torch.float64), torch.randn(3, 1, 8, 8, dtype=torch.float64)

@@ -1,0 +1,115 @@
+"""mode=paper_row: one row of a paper table. Training rows train (from scratch, from a checkpoint, or from a
+stage the table trains once and its rows share), then evaluate at the table's NFEs; eval rows only evaluate.
+
+Each part is an ordinary experiment composed with Hydra's compose API from the row's overrides plus the keys typed
+on the command line (`python run.py -m paper=digits_ablation trainer.max_steps=50` reaches every stage that has
+trainer.max_steps), so a row runs exactly what `python run.py <its overrides>` would. The job folder
+(<paper.root>/<row>) holds the training run, eval/ and paper_row.json, which mode=paper_collect reads.
+"""
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from hydra import compose
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from dmf.config import validate
+from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides, row_spec, table_root
+
+OWN_KEYS = ("paper", "mode", "hydra")  # command-line keys that belong to the launch, not to the stages
+
+
+def command_line_overrides() -> list[str]:
+    """The job's overrides the user typed (and sweeps set), minus the ones that choose the table and row."""
+    out = []
+    for o in HydraConfig.get().overrides.task:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if key.split(".")[0].split("/")[0] not in OWN_KEYS:
+            out.append(o)
+    return out
+
+
+def compose_stage(overrides: list[str], extra: list[str]) -> DictConfig:
+    """compose(overrides + the command line's keys that this stage's config has)."""
+    base = compose(config_name="config", overrides=overrides)
+    absent = object()
+    known = [o for o in extra
+             if o.startswith("+") or OmegaConf.select(base, o.split("=", 1)[0].lstrip("~"), default=absent) is not absent]
+    cfg = compose(config_name="config", overrides=[*overrides, *known]) if known else base
+    validate(cfg)
+    return cfg
+
+
+def train_into(run_dir: Path, overrides: list[str], extra: list[str]) -> Path:
+    """Train (or resume: run_dir's last.ckpt) and return the final checkpoint; a finished run is reused."""
+    from dmf.train.entry import train
+
+    done, last = run_dir / "DONE", run_dir / "checkpoints" / "last.ckpt"
+    if done.exists() and last.exists():
+        print(f"[dmf] paper: reusing the finished run {run_dir}")
+        return last
+    cfg = compose_stage([*overrides, f"run_dir={run_dir}"], extra)
+    print(f"[dmf] paper: python run.py {' '.join([*overrides, *extra, f'run_dir={run_dir}'])}")
+    train(cfg)
+    done.write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    return last
+
+
+def stage_checkpoint(paper: DictConfig, name: str, extra: list[str]) -> Path:
+    """A stage the table's rows share (e.g. the digits flow model), trained once per distinct setting."""
+    if name not in (paper.get("stages") or {}):
+        raise ValueError(f"paper={paper.name}: init={name} is neither a stage ({', '.join(paper.get('stages') or [])}) "
+                         f"nor a checkpoint")
+    overrides = [str(o) for o in paper.stages[name]]
+    key = hashlib.sha1(json.dumps([overrides, extra]).encode()).hexdigest()[:8]
+    return train_into(table_root(paper) / "_stages" / f"{name}-{key}", overrides, extra)
+
+
+def git_commit() -> str:
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_row(cfg: DictConfig) -> dict:
+    from dmf.eval.entry import evaluate
+    from dmf.eval.report import collect as eval_results
+
+    paper = cfg.paper
+    spec = row_spec(paper, paper.row)
+    job_dir = Path(cfg.run_dir)
+    extra = command_line_overrides()
+    overrides = row_overrides(paper, spec)
+    init = spec.get("init")
+    if spec.get("train", False):
+        if init:
+            init = stage_checkpoint(paper, init, extra) if init in (paper.get("stages") or {}) else init
+            overrides = [*overrides, f"ckpt={init}"]
+        ckpt = train_into(job_dir, overrides, extra)
+        overrides = [o for o in overrides if not o.startswith("ckpt=")] + [f"ckpt={ckpt}"]
+    nfes = [int(n) for n in paper.nfe]
+    eval_cfg = compose_stage([*overrides, f"run_dir={job_dir}", f"eval.out_dir={job_dir / 'eval'}",
+                              f"eval.steps=[{','.join(map(str, nfes))}]"], extra)
+    evaluate(eval_cfg)
+    metric = paper.metric
+    ours = {int(r["steps"]): r.get(metric) for r in eval_results(job_dir / "eval") if int(r["steps"]) in nfes}
+    record = {"table": paper.name, "row": paper.row, "label": spec.label, "metric": metric,
+              "paper": paper_values(spec), "ours": ours,
+              "extra": {k: {int(r["steps"]): r.get(k) for r in eval_results(job_dir / "eval")}
+                        for k in (paper.get("extra_metrics") or [])},
+              "init": str(init) if init else None, "overrides": [*overrides, *extra], "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    tmp = job_dir / (RESULT_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(job_dir / RESULT_FILE)
+    print(f"[dmf] paper {paper.name}/{paper.row} ({spec.label}): {metric} " +
+          ", ".join(f"{n} NFE {v:.3f}" for n, v in ours.items() if v is not None))
+    return record

@@ -1,0 +1,115 @@
+"""Paper tables as configs: every row composes into a valid run, the launch runs rows and the collector puts
+them beside the published numbers."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from dmf.config import validate
+from dmf.paper.collect import collect
+from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides
+from tests.helpers import CONF, compose_config
+
+ROOT = Path(__file__).parents[2]
+TABLES = sorted(p.stem for p in (CONF / "paper").glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def test_the_issue_tables_exist_with_the_published_numbers():
+    assert {"main", "l2_ablation", "dmf_depth", "guidance_grid", "time_grid", "digits_ablation"} <= set(TABLES)
+    main = compose_config(["paper=main"]).paper
+    assert paper_values(main.rows.dmf_xl_256) == {1: 2.16, 2: 1.64, 4: 1.51}
+    assert paper_values(main.rows.dmf_xl_512) == {1: 2.12, 2: 1.75, 4: 1.68}
+    l2 = compose_config(["paper=l2_ablation", "paper.inputs.sit_l2_repa=/x.pt"]).paper
+    assert [tuple(paper_values(r).values()) for r in l2.rows.values()] == [
+        (20.6, 18.1), (19.3, 17.3), (5.27, 4.09), (4.53, 3.58), (3.65, 2.63), (3.10, 2.51)]
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_every_row_is_a_valid_run_of_the_model_it_names(table):
+    top = compose_config([f"paper={table}"])
+    assert top.mode._target_ == "dmf.paper.run.run_row"
+    inputs = {f"paper.inputs.{k}=/ckpts/{k}.pt" for k in (top.paper.get("inputs") or {})}
+    paper = compose_config([f"paper={table}", *inputs]).paper
+    for name, spec in paper.rows.items():
+        overrides = row_overrides(paper, spec)
+        cfg = compose_config(overrides)
+        validate(cfg)
+        with torch.device("meta"):
+            net = instantiate(cfg.model)
+        assert net.num_classes == cfg.data.num_classes, name
+        if "MF-" in cfg.model.name:
+            assert type(net).__name__ == "MeanFlowTransformer", name
+        init = spec.get("init")
+        assert not init or init in (paper.get("stages") or {}) or str(init).startswith("/ckpts/"), name
+    for overrides in (paper.get("stages") or {}).values():
+        validate(compose_config(list(overrides)))
+
+
+def test_rows_launch_as_one_sweep_job_each():
+    from hydra import compose, initialize_config_dir
+
+    from dmf.config import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["paper=l2_ablation"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.params["paper.row"] == "mf,dmf,mf_mg,dmf_mg,mf_mg_repa,dmf_mg_repa"
+    assert cfg.hydra.sweep.dir == "paper_runs/l2_ablation"
+
+
+def fake_row(root: Path, row: str, ours: dict):
+    (root / row).mkdir(parents=True)
+    (root / row / RESULT_FILE).write_text(json.dumps({
+        "table": "main", "row": row, "label": row, "metric": "fid", "paper": {}, "ours": ours,
+        "extra": {"fd_dinov2": {k: 50.0 for k in ours}}, "overrides": [], "commit": "abc1234", "date": "2026-11-27"}))
+
+
+def test_collect_puts_ours_beside_the_paper_and_marks_missing_rows(tmp_path):
+    cfg = compose_config(["mode=paper_collect", "paper=main", f"paper.root={tmp_path}"])
+    fake_row(tmp_path, "dmf_xl_256", {"1": 2.20, "2": 1.60, "4": 1.51})
+    report = collect(cfg)
+    rows = list(csv.DictReader(open(report["csv"])))
+    assert [(r["row"], r["nfe"]) for r in rows][:3] == [("dmf_xl_256", "1"), ("dmf_xl_256", "2"), ("dmf_xl_256", "4")]
+    first = rows[0]
+    assert float(first["paper"]) == 2.16 and float(first["ours"]) == 2.20 and abs(float(first["difference"]) - 0.04) < 1e-9
+    assert first["commit"] == "abc1234" and first["fd_dinov2"] == "50.0"
+    assert all(r["ours"] == "missing" and r["commit"] == "" for r in rows if r["row"] == "dmf_xl_512")
+    md = report["markdown"].read_text()
+    assert "| dmf_xl_256 | DMF-XL/2+ 256x256 | 1 | 2.160 | 2.200 | +0.040 |" in md
+    assert report["markdown"].name == "main.md" and report["plot"].exists()
+
+
+@pytest.mark.slow
+def test_digits_ablation_two_rows_launch_and_collect(tmp_path):
+    """The make target's path in miniature: two rows (one from the REPA stage) launched with -m, then collected."""
+    from dmf.objectives.encoders.digits import train_token_net
+
+    encoder = tmp_path / "encoder.pt"
+    torch.save({"state_dict": train_token_net(epochs=1).state_dict(), "dim": 64}, encoder)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    tiny = ["trainer.max_steps=2", "model.hidden_size=32", "model.num_heads=2", "eval.num_samples=64",
+            "data.global_batch_size=16", "callbacks.progress.refresh_rate=0", f"objective.encoder.weights={encoder}",
+            f"paper.root={tmp_path / 'runs'}"]
+    launch = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "paper=digits_ablation",
+                             "paper.row=dmf,mf_mg_repa", *tiny], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    runs = tmp_path / "runs"
+    assert sorted(p.name.split("-")[0] for p in (runs / "_stages").iterdir()) == ["flow", "flow_repa"]
+    record = json.loads((runs / "mf_mg_repa" / RESULT_FILE).read_text())
+    assert record["label"] == "MF-T/2 + model guidance + REPA init" and set(record["ours"]) == {"1", "2"}
+    assert "_stages/flow_repa-" in record["init"]  # it started from the REPA stage
+    gather = subprocess.run([sys.executable, str(ROOT / "run.py"), "mode=paper_collect", "paper=digits_ablation",
+                             f"paper.root={runs}"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert gather.returncode == 0, gather.stderr[-3000:]
+    rows = list(csv.DictReader(open(runs / "digits_ablation.csv")))
+    done = {r["row"] for r in rows if r["ours"] != "missing"}
+    assert done == {"dmf", "mf_mg_repa"} and len(rows) == 12
+    assert all(float(r["ours"]) > 0 and 0 <= float(r["class_acc"]) <= 1 for r in rows if r["row"] in done)
+    assert (runs / "digits_ablation.md").exists() and (runs / "digits_ablation_vs_nfe.png").exists()
