@@ -86,7 +86,7 @@ def validate_sampler(cfg: DictConfig) -> None:
     _number(cfg, "sampler.steps", 1, integer=True)
     for key in ("sampler.shift", "sampler.cfg_scale", "sampler.cfg_min", "sampler.cfg_max"):
         _number(cfg, key)
-    if ".FlowMap" in cfg.sampler._target_ and parse_name(cfg.model.name)[0] != "DMFT":
+    if ".FlowMap" in cfg.sampler._target_ and parse_name(cfg.model.name)[0] == "SiT":
         raise ConfigError(f"sampler {cfg.sampler._target_} steps a flow map u(x, t, r), but {cfg.model.name} is a "
                           f"flow model: use sampler=flow_euler|flow_heun|flow_sde")
 

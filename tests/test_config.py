@@ -72,8 +72,8 @@ def test_one_sampler_file_per_sampler_with_only_its_own_options(name, tmp_path):
 
 
 def test_a_flow_model_is_not_sampled_as_a_flow_map(tmp_path):
-    cfg = compose_config(["experiment=sit_xl_256_repa", "sampler=restart", f"run_dir={tmp_path}"])
-    with pytest.raises(ConfigError, match=r"but SiT-XL/2 is a flow model: use sampler=flow_euler\|flow_heun\|flow_sde"):
+    cfg = compose_config(["experiment=digits_flow", "sampler=restart", f"run_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"but SiT-T/2 is a flow model: use sampler=flow_euler\|flow_heun\|flow_sde"):
         validate(cfg)
 
 

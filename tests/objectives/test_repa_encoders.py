@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from dmf.config import ConfigError, validate
-from dmf.data.digits import load_digits_tensors
+from dmf.digits.data import load_digits_tensors
 from dmf.models import build_model, load_pretrained
 from dmf.objectives.encoders.digits import DigitsEncoder, DigitsTokenNet, augment, nt_xent, train_token_net
 from dmf.objectives.encoders.dinov2 import DINOv2Encoder

@@ -4,7 +4,7 @@ DINOv2 is a self-supervised ViT: its normalised patch tokens, one per DiT token,
 like without ever having seen a label. The stand-in keeps those three properties on 8x8 digits: a small network
 trained contrastively (SimCLR's NT-Xent between two random shifts/rotations/scalings/noisings of the same digit,
 no labels) that gives a 4x4 grid of 64-d tokens (one per token of a patch-2 SiT on 8x8), layer-normalised. It is not the network the digits Fréchet distance uses (a supervised classifier with another
-architecture, dmf/eval/digits_classifier.py), so REPA is not trained on the metric's own features.
+architecture, dmf/digits/classifier.py), so REPA is not trained on the metric's own features.
 
 Trained once (a few seconds on 2 cores, deterministic) and cached at $DMF_CACHE/digits_repa_encoder.pt, or read
 from `weights`.
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmf.data.digits import load_digits_tensors
+from dmf.digits.data import load_digits_tensors
 from dmf.data.layout import write_bytes_atomic
 
 CACHE_NAME = "digits_repa_encoder.pt"
