@@ -7,11 +7,21 @@ from dmf.core.errors import UsageError
 from dmf.models.registry import SIZES, parse_name
 
 
+def launcher_value(key: str, default):
+    """`${dmf.launcher:tasks_per_node,auto}`: the Hydra launcher's field, or `default` where the launcher (the
+    plain local one) or Hydra itself (compose in tests) has none."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return default
+    value = HydraConfig.get().launcher.get(key)
+    return default if value is None else value
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("dmf.div"):
         OmegaConf.register_new_resolver("dmf.div", lambda a, b: int(a) // int(b))
     if not OmegaConf.has_resolver("dmf.launcher"):
-        from dmf.train.slurm import launcher_value  # here: dmf.train.slurm imports this module
         OmegaConf.register_new_resolver("dmf.launcher", launcher_value)
     if not OmegaConf.has_resolver("dmf.keys"):  # a paper table's rows as a sweep: "a,b,c"
         OmegaConf.register_new_resolver("dmf.keys", lambda node: ",".join(str(k) for k in node))

@@ -2,7 +2,7 @@
 from dmf.objectives.dmf_loss import DMFLoss
 from dmf.objectives.flow_matching import FlowMatchingLoss, repa_loss
 from dmf.objectives.guidance import DistillGuidance, ModelGuidance, NoGuidance, distill_guidance
-from dmf.objectives.paths import CosinePath, LinearPath, get_path
+from dmf.core.paths import CosinePath, LinearPath, get_path
 from dmf.objectives.time import LogitNormalTime
 from dmf.objectives.weighting import adaptive_loss
 

@@ -3,7 +3,7 @@ import torch
 
 from dmf.objectives.draws import Draws, gaussian
 from dmf.objectives.labels import apply_drop, drop_mask
-from dmf.objectives.paths import per_sample
+from dmf.core.paths import per_sample
 from dmf.objectives.weighting import PAIRS, adaptive_loss
 
 

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from dmf.objectives.paths import per_sample
+from dmf.core.paths import per_sample
 
 
 def in_interval(t: torch.Tensor, g_min: float, g_max: float) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Time proposals: logit-normal t_fm for the flow-matching term, a sorted pair (t >= r) for the MeanFlow term."""
 import torch
 
-from dmf.objectives.paths import get_path
+from dmf.core.paths import get_path
 
 
 class LogitNormalTime:

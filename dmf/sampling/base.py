@@ -1,7 +1,7 @@
 """A sampler integrates from noise at t = 1 to data at t = 0 on a (shifted) time grid: sampler(net, noise, y)."""
 import torch
 
-from dmf.objectives.paths import get_path
+from dmf.core.paths import get_path
 from dmf.sampling.grid import time_grid
 from dmf.sampling.guidance import guided_output
 

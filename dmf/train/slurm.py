@@ -10,17 +10,6 @@ import re
 from dmf.config import ConfigError
 
 
-def launcher_value(key: str, default):
-    """`${dmf.launcher:tasks_per_node,auto}`: the Hydra launcher's field, or `default` where the launcher (the
-    plain local one) or Hydra itself (compose in tests) has none."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return default
-    value = HydraConfig.get().launcher.get(key)
-    return default if value is None else value
-
-
 def _slurm_int(name: str) -> int | None:
     match = re.match(r"\d+", os.environ.get(name, ""))  # SLURM_NTASKS_PER_NODE may read "2(x3)"
     return int(match.group()) if match else None

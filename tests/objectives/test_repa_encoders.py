@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from dmf.config import ConfigError, validate
 from dmf.digits.data import load_digits_tensors
 from dmf.models import build_model, load_pretrained
-from dmf.objectives.encoders.digits import DigitsEncoder, DigitsTokenNet, augment, nt_xent, train_token_net
+from dmf.digits.repa_encoder import DigitsEncoder, DigitsTokenNet, augment, nt_xent, train_token_net
 from dmf.objectives.encoders.dinov2 import DINOv2Encoder
 from dmf.train.entry import train
 from tests.helpers import compose_config
@@ -100,7 +100,7 @@ def test_digits_encoder_learns_invariant_tokens_without_labels(digits_encoder_fi
 
 
 def test_digits_encoder_trains_once_and_caches(tmp_path, monkeypatch):
-    import dmf.objectives.encoders.digits as digits
+    import dmf.digits.repa_encoder as digits
 
     monkeypatch.setenv("DMF_CACHE", str(tmp_path))
     calls = []

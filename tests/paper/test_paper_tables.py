@@ -89,7 +89,7 @@ def test_collect_puts_ours_beside_the_paper_and_marks_missing_rows(tmp_path):
 @pytest.mark.slow
 def test_digits_ablation_two_rows_launch_and_collect(tmp_path):
     """The make target's path in miniature: two rows (one from the REPA stage) launched with -m, then collected."""
-    from dmf.objectives.encoders.digits import train_token_net
+    from dmf.digits.repa_encoder import train_token_net
 
     encoder = tmp_path / "encoder.pt"
     torch.save({"state_dict": train_token_net(epochs=1).state_dict(), "dim": 64}, encoder)
