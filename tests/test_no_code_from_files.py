@@ -117,7 +117,7 @@ def test_reference_statistics(tmp_path):
 @pytest.mark.slow
 def test_pipeline_stage_ckpt(tmp_path, planted):
     path, marker = planted
-    out = subprocess.run([sys.executable, "run.py", f"pipeline.flow.ckpt={path}", f"pipeline.dmf.ckpt={path}",
+    out = subprocess.run([sys.executable, "run.py", f"pipeline.stages.flow.ckpt={path}", f"pipeline.stages.dmf.ckpt={path}",
                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode != 0 and "holds Python objects" in out.stderr
     assert not marker.exists()
