@@ -76,9 +76,11 @@ def check_devices(cfg: DictConfig) -> None:
 
 
 def check_files(cfg: DictConfig) -> None:
-    for key in ("ckpt", "guidance.teacher.ckpt"):
-        value = OmegaConf.select(cfg, key, throw_on_missing=False)
-        if value and value != "???":
+    """Weights and statistics the run will read: a missing file (or hf:// URI offline) stops here."""
+    fid = "callbacks.fid.ref_stats" if OmegaConf.select(cfg, "callbacks.fid") else None
+    for key in ("ckpt", "guidance.teacher.ckpt", fid):
+        value = OmegaConf.select(cfg, key, throw_on_missing=False) if key else None
+        if value and value not in ("???", "build"):
             try:
                 resolve_path(value)
             except (FileNotFoundError, ValueError) as err:

@@ -75,3 +75,13 @@ def test_a_bad_data_root_stops_before_training(tmp_path):
     assert "data:" in out.stderr and "nowhere" in out.stderr and "data.root or DMF_DATA" in out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_missing_reference_statistics_file_stops_training_before_it_starts(tmp_path):
+    from dmf.train.preflight import PreflightError, check_files
+
+    cfg = compose_config(["experiment=digits_dmf", "callbacks=with_eval", f"eval.ref_stats={tmp_path / 'ref.pkl'}"])
+    with pytest.raises(PreflightError, match=r"callbacks.fid.ref_stats: .*ref.pkl does not exist"):
+        check_files(cfg)
+    cfg.eval.ref_stats = "build"  # computed from eval.ref_source at the first check: nothing to find
+    check_files(cfg)
