@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from dmf.core.cfg import cond_uncond
 from dmf.core.paths import per_sample
 
 
@@ -39,10 +40,7 @@ class ModelGuidance:
         if self.omega == 0 or not bool(active.any()):
             return v
         with torch.no_grad():
-            n = x_t.shape[0]
-            both = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([t, t]),
-                       torch.cat([y, torch.full_like(y, net.num_classes)]))
-            cond, uncond = both[:n], both[n:]
+            cond, uncond = cond_uncond(net, x_t, t, t, y)
         return torch.where(per_sample(active, v), v + self.omega * (cond - uncond).to(v.dtype), v)
 
     def to(self, device):
@@ -59,10 +57,7 @@ class DistillGuidance:
 
     def __call__(self, net, x_t, t, y, dropped, v):
         with torch.no_grad():
-            n = x_t.shape[0]
-            both = self.teacher(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([t, t]),
-                                torch.cat([y, torch.full_like(y, self.teacher.num_classes)]))
-            cond, uncond = both[:n].to(v.dtype), both[n:].to(v.dtype)
+            cond, uncond = (o.to(v.dtype) for o in cond_uncond(self.teacher, x_t, t, t, y))
         guided = uncond + self.omega * (cond - uncond)
         return torch.where(per_sample(in_interval(t, self.g_min, self.g_max), v), guided, cond)
 

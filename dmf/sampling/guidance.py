@@ -1,6 +1,8 @@
 """Classifier-free guidance at sampling time, inside a time interval: d = d(null) + s (d(y) - d(null))."""
 import torch
 
+from dmf.core.cfg import cond_uncond
+
 
 def guided_output(net, x, t: float, r: float, y, cfg_scale: float = 1.0, cfg_min: float = 0.0,
                   cfg_max: float = 1.0, interval_t: float | None = None):
@@ -11,7 +13,5 @@ def guided_output(net, x, t: float, r: float, y, cfg_scale: float = 1.0, cfg_min
     rr = torch.full((n,), r, device=x.device, dtype=x.dtype)
     if cfg_scale == 1.0 or not cfg_min <= (t if interval_t is None else interval_t) <= cfg_max:
         return net(x, tt, rr, y)
-    both = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([rr, rr]),
-               torch.cat([y, torch.full_like(y, net.num_classes)]))
-    cond, uncond = both[:n], both[n:]
+    cond, uncond = cond_uncond(net, x, tt, rr, y)
     return uncond + cfg_scale * (cond - uncond)
