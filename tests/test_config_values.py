@@ -43,8 +43,7 @@ def test_the_defaults_pass(tmp_path):
     ("truncated", "is not a readable checkpoint"),
 ])
 def test_unreadable_ckpt_names_key_and_file(tmp_path, content, message):
-    from dmf.eval.build import build_network
-    from dmf.train.entry import build_network as build_train_network
+    from dmf.build import build_network
 
     path = tmp_path / "bad.ckpt"
     if content == "truncated":
@@ -52,10 +51,10 @@ def test_unreadable_ckpt_names_key_and_file(tmp_path, content, message):
         path.write_bytes(path.read_bytes()[:300])
     else:
         path.write_bytes(content)
-    for build in (build_network, build_train_network):
+    for frozen in (False, True):  # training and sampling
         cfg = compose_config(["experiment=digits_dmf", f"run_dir={tmp_path}", f"ckpt={path}"])
         with pytest.raises(CheckpointError, match=message) as err:
-            build(cfg)
+            build_network(cfg, frozen=frozen)
         assert f"ckpt={path}" in str(err.value)
 
 

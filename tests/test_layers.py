@@ -10,6 +10,7 @@ LAYERS = [
     ("train",),                        # Lightning wiring, entry points
     ("digits",),                       # the embedded task: data, classifier, features, REPA stand-in encoder
     ("eval",),
+    ("build",),                        # the one builder: config -> network, objective, sampler, decoder
     ("config",),                       # validation of composed configs
     ("objectives",),
     ("sampling",),

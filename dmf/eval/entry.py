@@ -14,7 +14,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dmf.eval import dist as edist
-from dmf.eval.build import build_network, build_sampler, build_vae, container, model_shape, out_dir
+from dmf.build import build_network, build_sampler, build_vae, model_shape
+from dmf.eval.paths import container, out_dir
 from dmf.eval.content import content_hash
 from dmf.eval.export import NpzWriter, PngWriter
 from dmf.eval.generate import Plan, Renderer, run
@@ -182,7 +183,7 @@ def _generate_all(cfg: DictConfig, score: bool, info: edist.DistInfo):
                 + (f"; writing the missing exports {missing}" if missing else ""))
 
     if todo or export_only:
-        net = build_network(cfg).to(device)  # reads the checkpoint: a bad file fails before any feature network
+        net = build_network(cfg, frozen=True).to(device)  # reads the checkpoint: a bad file fails before any feature network
         vae = build_vae(cfg)
         vae = vae.to(device) if isinstance(vae, torch.nn.Module) else vae
     scorer = ref = None

@@ -8,8 +8,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.models import describe_load, load_pretrained
-from dmf.models.hub import resolve_path
+from dmf.build import build_network, build_objective
 from dmf.train.guards import run_guards
 from dmf.train.module import TrainModule
 from dmf.train.nonfinite import TRAINER_KEYS as NONFINITE_KEYS
@@ -17,21 +16,6 @@ from dmf.train.preflight import check_data, preflight
 from dmf.train.resume_guard import check_resume
 from dmf.train.slurm import slurm_trainer_kwargs
 from dmf.train.strategy import check_strategy
-
-
-def build_network(cfg: DictConfig) -> torch.nn.Module:
-    """The model of `cfg.model`, initialised from `cfg.ckpt` when given (SiT weights into a DMFT allowed)."""
-    path = resolve_path(cfg.ckpt) if cfg.get("ckpt") else None  # a missing file fails before the model is built
-    net = instantiate(cfg.model)
-    if path:
-        report = load_pretrained(net, path, key="ckpt")
-        if report["dropped"] or report["initialised"]:
-            print(f"[dmf] loaded {cfg.ckpt}: {describe_load(report)}")
-    return net
-
-
-def build_objective(cfg: DictConfig):
-    return instantiate(cfg.objective, time=instantiate(cfg.time), guidance=instantiate(cfg.guidance))
 
 
 def trainer_kwargs(cfg: DictConfig, accumulate: int) -> dict:

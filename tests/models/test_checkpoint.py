@@ -52,7 +52,7 @@ def test_model_names_are_parsed_with_one_clear_error():
 
 def test_sit_without_qk_norm_initialises_a_qk_norm_dmft_with_scales_at_one(tmp_path, capsys):
     """The authors' 512 recipe: SiT pretrained without qk-norm, DMF fine-tuned with it."""
-    from dmf.train.entry import build_network
+    from dmf.build import build_network
     from tests.helpers import compose_config
 
     cfg = compose_config(["experiment=digits_dmf", "model.depth=3", "model.hidden_size=32", "model.num_heads=2",

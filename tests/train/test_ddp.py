@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 
 from dmf.models import load_pretrained
 from dmf.objectives.draws import concat
-from dmf.train.entry import build_objective
+from dmf.build import build_objective
 from tests.helpers import compose_config
 
 ROOT = Path(__file__).parents[2]

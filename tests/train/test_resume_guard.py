@@ -71,7 +71,7 @@ def test_periodic_checkpoint_resumes_unquoted_and_csv_keeps_one_row_per_step(tmp
 
 
 def test_checkpoint_records_architecture_and_refuses_another(tmp_path):
-    from dmf.eval.build import build_network
+    from dmf.build import build_network
 
     train(compose_config(["experiment=digits_dmf", f"run_dir={tmp_path}", *TINY, "model.depth=3", "model.dmf_depth=2",
                           "trainer.max_steps=1"]))

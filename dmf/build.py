@@ -1,0 +1,42 @@
+"""One builder: the composed config -> the objects every mode uses (the network with its weights, the objective,
+a sampler, the decoder). Training, evaluation and the recipes call these, so a key means the same everywhere."""
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from dmf.models import describe_load, load_pretrained
+from dmf.models.hub import resolve_path
+
+
+def build_network(cfg: DictConfig, frozen: bool = False) -> torch.nn.Module:
+    """cfg.model, initialised from cfg.ckpt when given through the one key policy (`load_pretrained`: strict names;
+    REPA projectors dropped, a new log-variance head or qk-norm kept as initialised, each reported). frozen: in eval
+    mode without gradients, for sampling."""
+    path = resolve_path(cfg.ckpt) if cfg.get("ckpt") else None  # a missing file fails before the model is built
+    net = instantiate(cfg.model)
+    if path:
+        report = load_pretrained(net, path, key="ckpt")
+        if report["dropped"] or report["initialised"]:
+            print(f"[dmf] loaded {cfg.ckpt}: {describe_load(report)}", flush=True)
+    return net.eval().requires_grad_(False) if frozen else net
+
+
+def build_objective(cfg: DictConfig):
+    return instantiate(cfg.objective, time=instantiate(cfg.time), guidance=instantiate(cfg.guidance))
+
+
+def build_sampler(cfg: DictConfig, steps: int):
+    return instantiate(cfg.sampler, steps=int(steps))
+
+
+def build_vae(cfg: DictConfig):
+    vae = instantiate(cfg.data.vae)
+    if isinstance(vae, torch.nn.Module):
+        vae.eval().requires_grad_(False)
+    return vae
+
+
+def model_shape(cfg: DictConfig) -> tuple[int, int, int]:
+    """(C, H, W) of the network's input space (latents, or pixels for pixel-space data)."""
+    d = cfg.data
+    return int(d.latent_channels), int(d.latent_size), int(d.latent_size)
