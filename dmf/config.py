@@ -1,4 +1,5 @@
 """Config resolvers and the early validation pass: one clear error before any expensive work."""
+import hashlib
 from numbers import Real
 
 from omegaconf import DictConfig, OmegaConf
@@ -18,9 +19,20 @@ def launcher_value(key: str, default):
     return default if value is None else value
 
 
+def job_dir_name(override_dirname: str, limit: int = 120) -> str:
+    """A sweep job's folder name from its overrides, cut to `limit` characters with a hash of the whole kept at
+    the end when longer (file systems refuse names over 255 bytes; the full overrides are in .hydra/)."""
+    if len(override_dirname) <= limit:
+        return override_dirname or "job"
+    digest = hashlib.sha1(override_dirname.encode()).hexdigest()[:10]
+    return f"{override_dirname[:limit - 12]}-~{digest}"
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("dmf.div"):
         OmegaConf.register_new_resolver("dmf.div", lambda a, b: int(a) // int(b))
+    if not OmegaConf.has_resolver("dmf.job_dir"):
+        OmegaConf.register_new_resolver("dmf.job_dir", lambda name: job_dir_name(str(name)))
     if not OmegaConf.has_resolver("dmf.launcher"):
         OmegaConf.register_new_resolver("dmf.launcher", launcher_value)
     if not OmegaConf.has_resolver("dmf.keys"):  # a paper table's rows as a sweep: "a,b,c"

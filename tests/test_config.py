@@ -107,7 +107,16 @@ def test_sweep_folders_are_named_from_the_overrides():
     """(the real folder names: tests/pipelines/test_recipe.py's sweep)"""
     out = run_cli("--cfg", "hydra")
     assert out.returncode == 0, out.stderr
-    assert "subdir: ${hydra:job.override_dirname}" in out.stdout and "- hydra/launcher" in out.stdout
+    assert "subdir: ${dmf.job_dir:${hydra:job.override_dirname}}" in out.stdout and "- hydra/launcher" in out.stdout
+
+
+def test_long_override_lists_give_folder_names_the_file_system_accepts():
+    from dmf.config import job_dir_name
+
+    assert job_dir_name("guidance.omega=0.6,sampler=restart") == "guidance.omega=0.6,sampler=restart"
+    long = ",".join(f"model.key_{i}=value_{i}" for i in range(40))
+    short = job_dir_name(long)
+    assert len(short) == 120 and short.startswith(long[:100]) and short != job_dir_name(long + "x")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
