@@ -112,3 +112,25 @@ def test_distill_default_omega_is_the_cfg_scale_that_model_guidance_reaches():
     mg = ModelGuidance(w, 0.0, 0.7)(FixedPointStudent(), x, t, y, kept, v)
     distill = DistillGuidance(Teacher(), scale, 0.0, 0.7)(FixedPointStudent(), x, t, y, kept, v)
     torch.testing.assert_close(mg, distill)
+
+
+def test_logvar_pairs_key_reaches_the_loss():
+    """objective.logvar_pairs as a user types it changes the loss on the same batch and draws."""
+    from dmf.build import build_objective
+    from tests.helpers import compose_config
+
+    class Spread(torch.nn.Module):  # u = 0; log-variances spread over samples, so the pairing matters
+        num_classes = 10
+
+        def forward(self, x, t, r, y, return_logvar=False):
+            u = torch.zeros_like(x)
+            return (u, torch.linspace(-6, 2, len(x)).view(-1, 1, 1, 1)) if return_logvar else u
+
+    x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * torch.logspace(-2, 1, 8).view(-1, 1, 1, 1)
+    losses = {}
+    for pairs in ("diagonal", "all"):
+        objective = build_objective(compose_config(["experiment=digits_dmf", "guidance=none",
+                                                    f"objective.logvar_pairs={pairs}"]))
+        draws = objective.draw(8, x, torch.Generator().manual_seed(1))
+        losses[pairs] = objective(Spread(), x, torch.arange(8), draws=draws)[0].item()
+    assert abs(losses["diagonal"] - losses["all"]) > 1e-3 * abs(losses["diagonal"])
