@@ -41,7 +41,8 @@ def resume_path(cfg: DictConfig) -> str | None:
 def train(cfg: DictConfig) -> TrainModule:
     check_strategy(cfg)  # a strategy that cannot train this objective stops before anything else
     batch = preflight(cfg)  # before any rank starts or anything is built
-    check_resume(cfg, resume_path(cfg))  # a resume must not rewrite the run's history
+    resume = resume_path(cfg)
+    check_resume(cfg, resume)  # a resume must not rewrite the run's history
     datamodule = instantiate(cfg.data.datamodule, batch_size=batch.per_device)
     check_data(datamodule)
     # the EMA copy is in eval mode on purpose; Lightning would warn about it at every start
@@ -62,7 +63,7 @@ def train(cfg: DictConfig) -> TrainModule:
     if trainer.logger is not None:
         trainer.logger.log_hyperparams({"batch/global": batch.global_batch, "batch/per_device": batch.per_device,
                                         "batch/accumulate": batch.accumulate, "batch/world_size": batch.world_size})
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg), weights_only=True)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     if not cfg.trainer.fast_dev_run:
         # Lightning saves `last` only on its own schedule; the final state must always be on disk.
         trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")

@@ -2,6 +2,8 @@
 failure is one message naming the key and the fix."""
 import re
 
+import torch
+
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dmf.core.errors import UsageError
@@ -58,8 +60,6 @@ def world_size(cfg: DictConfig) -> int:
 
 
 def check_devices(cfg: DictConfig) -> None:
-    import torch
-
     t = cfg.trainer
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     asked = resolve_devices(t.devices, t.accelerator)
