@@ -50,7 +50,7 @@ eval-official: $(STAMP)
 # the table lands in paper_runs/digits_ablation/digits_ablation.md
 paper-digits: $(STAMP)
 	$(PY) run.py -m paper=digits_ablation
-	$(PY) run.py mode=paper_collect paper=digits_ablation
+	$(PY) run.py mode=collect paper=digits_ablation
 
 clean:
 	rm -rf outputs multirun paper_runs .pytest_cache

@@ -39,6 +39,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("dmf.keys", lambda node: ",".join(str(k) for k in node))
     if not OmegaConf.has_resolver("dmf.if_positive"):  # e.g. REPA projectors only when objective.repa_weight > 0
         OmegaConf.register_new_resolver("dmf.if_positive", lambda value, then, other: then if float(value) > 0 else other)
+    if not OmegaConf.has_resolver("dmf.first_set"):  # e.g. mode=collect's folder: dir= if given, else the table's
+        OmegaConf.register_new_resolver("dmf.first_set", lambda *values: next(v for v in values if v is not None))
 
 
 class ConfigError(UsageError, ValueError):

@@ -1,4 +1,4 @@
-"""mode=paper_collect: `python run.py mode=paper_collect paper=<table>` writes <paper.root>/<table>.md and .csv
+"""mode=collect: `python run.py mode=collect paper=<table>` writes <paper.root>/<table>.md and .csv
 (one line per row and NFE: the paper's value, ours, the difference, the commit and date of our run, "missing" for
 rows not run yet) and <table>_vs_nfe.png (ours solid, the paper's dashed).
 
@@ -100,11 +100,7 @@ def plot(rows: list[dict], paper: DictConfig, path: Path) -> Path | None:
     return path
 
 
-def collect(cfg: DictConfig) -> dict:
-    paper = cfg.get("paper")
-    if not paper:
-        raise ValueError("mode=paper_collect needs a table: python run.py mode=paper_collect paper=<table> "
-                         "(tables: conf/paper/)")
+def collect_table(paper: DictConfig) -> dict:
     root = table_root(paper)
     root.mkdir(parents=True, exist_ok=True)
     rows = table_rows(paper)

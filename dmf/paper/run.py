@@ -4,7 +4,7 @@ stage the table trains once and its rows share), then evaluate at the table's NF
 Each part is an ordinary experiment composed with Hydra's compose API from the row's overrides plus the keys typed
 on the command line (`python run.py -m paper=digits_ablation trainer.max_steps=50` reaches every stage that has
 trainer.max_steps), so a row runs exactly what `python run.py <its overrides>` would. The job folder
-(<paper.root>/<row>) holds the training run, eval/ and paper_row.json, which mode=paper_collect reads.
+(<paper.root>/<row>) holds the training run, eval/ and paper_row.json, which mode=collect reads.
 """
 import hashlib
 import json

@@ -150,6 +150,20 @@ def plot_against(rows: list[dict], key: str, metric: str, root: Path) -> Path:
 
 
 def collect(cfg: DictConfig) -> dict:
+    """mode=collect: a sweep's folder (dir=) or a paper table (paper=<table>)."""
+    if cfg.get("paper") is not None:
+        if cfg.get("dir") is not None:
+            raise ConfigError("mode=collect takes dir=<sweep folder> or paper=<table>, not both")
+        from dmf.paper.collect import collect_table
+
+        return collect_table(cfg.paper)
+    if cfg.get("dir") is None:
+        raise ConfigError("mode=collect needs dir=multirun/<experiment>/<date> (a sweep's folder) or paper=<table> "
+                          "(a table of conf/paper/)")
+    return collect_sweep(cfg)
+
+
+def collect_sweep(cfg: DictConfig) -> dict:
     root = Path(cfg.dir).expanduser()
     if not root.is_dir():
         raise ConfigError(f"dir={root} is not a folder; pass dir=multirun/<experiment>/<date> (a sweep's folder)")

@@ -10,10 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from dmf.config import validate
-from dmf.paper.collect import collect
 from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides
 from tests.helpers import CONF, compose_config
 
@@ -72,9 +70,10 @@ def fake_row(root: Path, row: str, ours: dict):
 
 
 def test_collect_puts_ours_beside_the_paper_and_marks_missing_rows(tmp_path):
-    cfg = compose_config(["mode=paper_collect", "paper=main", f"paper.root={tmp_path}"])
+    cfg = compose_config(["mode=collect", "paper=main", f"paper.root={tmp_path}"])
     fake_row(tmp_path, "dmf_xl_256", {"1": 2.20, "2": 1.60, "4": 1.51})
-    report = collect(cfg)
+    assert cfg.mode._target_ == "dmf.report.collect.collect"  # the one mode=collect, dispatching on paper=
+    report = instantiate(cfg.mode)(cfg)
     rows = list(csv.DictReader(open(report["csv"])))
     assert [(r["row"], r["nfe"]) for r in rows][:3] == [("dmf_xl_256", "1"), ("dmf_xl_256", "2"), ("dmf_xl_256", "4")]
     first = rows[0]
@@ -105,7 +104,7 @@ def test_digits_ablation_two_rows_launch_and_collect(tmp_path):
     record = json.loads((runs / "mf_mg_repa" / RESULT_FILE).read_text())
     assert record["label"] == "MF-T/2 + model guidance + REPA init" and set(record["ours"]) == {"1", "2"}
     assert "_stages/flow_repa-" in record["init"]  # it started from the REPA stage
-    gather = subprocess.run([sys.executable, str(ROOT / "run.py"), "mode=paper_collect", "paper=digits_ablation",
+    gather = subprocess.run([sys.executable, str(ROOT / "run.py"), "mode=collect", "paper=digits_ablation",
                              f"paper.root={runs}"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert gather.returncode == 0, gather.stderr[-3000:]
     rows = list(csv.DictReader(open(runs / "digits_ablation.csv")))

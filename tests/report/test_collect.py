@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from dmf.config import ConfigError
 from dmf.report.collect import collect, read_job
+from tests.helpers import compose_config
 
 
 def make_job(root: Path, overrides: list[str], fd: dict[int, float] | None, losses: list[float]) -> Path:
@@ -55,3 +56,12 @@ def test_collect_names_what_is_missing(tmp_path):
         collect(OmegaConf.create({"dir": str(tmp_path / "nope"), "collect": {"metric": None}}))
     with pytest.raises(ConfigError, match="no job folders"):
         collect(OmegaConf.create({"dir": str(tmp_path), "collect": {"metric": None}}))
+
+
+def test_mode_collect_takes_a_sweep_folder_or_a_table(tmp_path):
+    with pytest.raises(ConfigError, match="needs dir=multirun/<experiment>/<date> .* or paper=<table>"):
+        collect(compose_config(["mode=collect"]))
+    with pytest.raises(ConfigError, match="dir=<sweep folder> or paper=<table>, not both"):
+        collect(compose_config(["mode=collect", f"dir={tmp_path}", "paper=main"]))
+    cfg = compose_config(["mode=collect", "paper=main", f"paper.root={tmp_path}"])
+    assert collect(cfg)["markdown"] == tmp_path / "main.md"  # every row "missing", and the table still written
