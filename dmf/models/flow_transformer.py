@@ -46,6 +46,11 @@ class FlowTransformer(nn.Module):
     def null_class(self) -> int:
         return self.num_classes
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input (the config's side of this fact: dmf.build.model_shape)."""
+        return self.in_channels, self.input_size, self.input_size
+
     def initialize_weights(self):
         """DiT initialisation: xavier linears, zeroed adaLN modulations and output layer."""
         for m in self.modules():

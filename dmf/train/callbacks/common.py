@@ -25,10 +25,6 @@ def sampling_net(pl_module) -> torch.nn.Module:
     return net
 
 
-def model_shape(net) -> tuple[int, int, int]:
-    return int(net.in_channels), int(net.input_size), int(net.input_size)
-
-
 def due(trainer, every_n_steps: int, last: int) -> bool:
     step = trainer.global_step
     return bool(every_n_steps) and step > 0 and step % every_n_steps == 0 and step != last

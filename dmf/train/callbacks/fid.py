@@ -8,7 +8,7 @@ from dmf.eval.generation.loop import Plan, Renderer, run
 from dmf.eval.reference.files import load_reference
 from dmf.eval.reference.build import reference_states
 from dmf.eval.scoring.scorer import build_scorer
-from dmf.train.callbacks.common import build, due, model_shape, sampling_net
+from dmf.train.callbacks.common import build, due, sampling_net
 
 
 class FIDCallback(L.Callback):
@@ -63,7 +63,7 @@ class FIDCallback(L.Callback):
         was_training = net.training
         net.eval()
         try:
-            plan = Plan(self.num_samples, self.seed, model_shape(net), int(net.num_classes), self.batch_size,
+            plan = Plan(self.num_samples, self.seed, net.input_shape, int(net.num_classes), self.batch_size,
                         self.chunk_size, self.labels, self.quantize)
             render = Renderer(net, self.sampler, self.vae, device, self.autocast)
             outcome = run(plan, render, self.scorer, info, log=lambda m: None)

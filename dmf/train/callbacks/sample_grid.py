@@ -7,7 +7,7 @@ import torch
 
 from dmf.eval.generation.loop import Plan, Renderer
 from dmf.eval.generation.images import make_grid, save_png
-from dmf.train.callbacks.common import build, due, model_shape, sampling_net
+from dmf.train.callbacks.common import build, due, sampling_net
 
 
 class SampleGrid(L.Callback):
@@ -47,7 +47,7 @@ class SampleGrid(L.Callback):
         classes = int(net.num_classes)
         # balanced labels: row r of a grid with `classes` columns shows class (r * cols + c) % classes
         labels = "balanced" if classes <= 16 else "random"  # digits: one column per class; ImageNet: varied
-        plan = Plan(self.num_images, self.seed, model_shape(net), classes, self.num_images, labels=labels)
+        plan = Plan(self.num_images, self.seed, net.input_shape, classes, self.num_images, labels=labels)
         nrow = classes if self.num_images % classes == 0 and classes <= 16 else None
         try:
             for k, sampler in self.samplers.items():
