@@ -6,7 +6,8 @@ ratio means something on a noisy machine.
         --configs math:eager,auto:eager,auto:compile --profile auto:compile        # on a GPU (bf16 autocast)
     PYTHONPATH=. python bench/dmf_step.py --model DMFT-T/2 --resolution 8 --downsample 1 --channels 1 --batch 64   # on a CPU
 
-A config is `<attention.backend>:<eager|compile>`. `auto` runs SDPA/flash on every pass without tangents and,
+A config is `<attention.backend>:<eager|compile>[:<objective.jvp>]` (joint by default; split: a gradient-free JVP
+plus a plain forward for u, dmf/objectives/dmf_loss.py). `auto` runs SDPA/flash on every pass without tangents and,
 on CUDA, the fused JVP kernel (dmf/kernels) on the JVP pass (the math kernel on a CPU); `math` runs the math
 kernel everywhere. `compile` is model.compile=true (dmf.models.compile: the tangent-free passes compiled).
 Columns: median step time, img/s, peak memory, achieved TFLOP/s (the step's FLOPs counted once with
@@ -51,7 +52,7 @@ def timed(fn, device, warmup: int, iters: int) -> tuple[list[float], list[float]
 class Setup:
     """One network + optimiser + objective + fixed batch for a config; `.step()` is one training step."""
 
-    def __init__(self, args, backend: str, compiled: bool, device, batch: int, log=print):
+    def __init__(self, args, backend: str, compiled: bool, device, batch: int, log=print, jvp: str = "joint"):
         self.latent = args.resolution // args.downsample
         self.device, self.batch, self.args = device, batch, args
         self.net = build_model(args.model, input_size=self.latent, in_channels=args.channels,
@@ -64,7 +65,7 @@ class Setup:
         if compiled:
             compile_network(self.net, log=log)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=1e-4, betas=(0.9, 0.95))
-        self.loss_fn = DMFLoss(LogitNormalTime(), ModelGuidance(0.6, 0.0, 0.7), cfg_prob=0.1)
+        self.loss_fn = DMFLoss(LogitNormalTime(), ModelGuidance(0.6, 0.0, 0.7), cfg_prob=0.1, jvp=jvp)
         gen = torch.Generator().manual_seed(0)
         self.x = torch.randn(batch, args.channels, self.latent, self.latent, generator=gen).to(device)
         self.y = torch.randint(0, args.num_classes, (batch,), generator=gen).to(device)
@@ -155,11 +156,12 @@ def profile_summary(setup, device, steps: int = 2, top: int = 8) -> list[str]:
 
 
 def build(args, config: str, device) -> tuple[Setup, list[str]]:
-    backend, mode = config.split(":")
-    if mode not in ("eager", "compile"):
-        raise SystemExit(f"config {config!r}: the mode after ':' must be eager or compile")
+    backend, mode, *jvp = config.split(":")
+    if mode not in ("eager", "compile") or jvp not in ([], ["joint"], ["split"]):
+        raise SystemExit(f"config {config!r}: expected backend:eager|compile[:joint|split] (objective.jvp)")
     compile_log = []
-    return Setup(args, backend, mode == "compile", device, args.batch, log=compile_log.append), compile_log
+    return Setup(args, backend, mode == "compile", device, args.batch, log=compile_log.append,
+                 jvp=jvp[0] if jvp else "joint"), compile_log
 
 
 def finish(args, config, setup, compile_log, warm, times, device, flops_img, profile) -> tuple[dict, list[str]]:
@@ -217,7 +219,7 @@ def main():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--sample-batch", type=int, default=256)
     p.add_argument("--configs", default="math:eager,auto:eager,auto:compile",
-                   help="comma list of <attention backend>:<eager|compile>; the first is the baseline")
+                   help="comma list of <attention backend>:<eager|compile>[:joint|split]; the first is the baseline")
     p.add_argument("--profile", default="", help="comma list of configs to profile")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)

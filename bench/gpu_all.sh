@@ -2,9 +2,9 @@
 # Every GPU measurement of issue 11 in one go on one lent GPU (about 8 minutes on an H100 / H200):
 #   tests   the fused JVP attention tests on the card (bf16 / fp16 / fp32, L = 37 ... 1024)
 #   attn    attention + JVP micro-benchmark: fused vs math, L = 256 / 1024, d 72, batch 16, 16 heads
-#   step    DMF-XL/2 step at 256, batch 32: math:eager (baseline) vs auto:eager, with a profile
+#   step    DMF-XL/2 step at 256, batch 32: math:eager (baseline) vs auto:eager, joint and split JVP, with a profile
 #   train   the front door: run.py experiment=dmf_xl_256 data=synthetic, 60 steps, steady-state img/s
-#   512     DMF-XL/2 step at 512 (qk-norm), batch 16: auto:eager vs math:eager
+#   512     DMF-XL/2 step at 512 (qk-norm), batch 16: auto:eager joint and split JVP vs math:eager
 #   decode  SD-VAE decode fp32 vs bf16 (time, uint8 difference)
 #   compile DMF-XL/2 step at 256, batch 32: auto:eager vs auto:compile (compile time), with a profile
 # Usage (repo root): bash bench/gpu_all.sh            all parts, or PARTS="step train" bash bench/gpu_all.sh
@@ -40,7 +40,7 @@ part tests 150 $PY -m pytest -q -x -p no:cacheprovider tests/kernels tests/model
 part attn 120 $PY bench/attention_jvp.py --lengths 256,1024 --batch 16 --heads 16 --head-dim 72 \
     --out "$RESULTS/attention_jvp_$CARD.md"
 part step 180 $PY bench/dmf_step.py --model DMFT-XL/2 --resolution 256 --batch 32 --warmup 3 --iters 8 \
-    --configs math:eager,auto:eager --profile auto:eager --out "$RESULTS/dmf_step_$CARD.md" \
+    --configs math:eager,auto:eager,auto:eager:split --profile auto:eager:split --out "$RESULTS/dmf_step_$CARD.md" \
     --json "$RESULTS/dmf_step_256_$CARD.json"
 INIT=/tmp/dmf_xl_256_init.pt
 part train 240 bash -c "$PY bench/init_checkpoint.py --model DMFT-XL/2 --input-size 32 --out $INIT && \
@@ -49,7 +49,7 @@ part train 240 bash -c "$PY bench/init_checkpoint.py --model DMFT-XL/2 --input-s
     hydra.run.dir=/tmp/dmf_train_run \
     '+callbacks.step_timer={_target_: bench.step_timer.StepTimer, warmup: 20, out: $RESULTS/train_run_$CARD.json}'"
 part 512 180 $PY bench/dmf_step.py --model DMFT-XL/2 --resolution 512 --qk-norm --batch 16 --sample-batch 64 \
-    --warmup 2 --iters 5 --configs auto:eager,math:eager --out "$RESULTS/dmf_step_$CARD.md"
+    --warmup 2 --iters 5 --configs auto:eager,auto:eager:split,math:eager --out "$RESULTS/dmf_step_$CARD.md"
 part decode 90 $PY bench/decode_precision.py --resolution 256 --batch 64 --out "$RESULTS/decode_precision_$CARD.md"
 part compile 420 $PY bench/dmf_step.py --model DMFT-XL/2 --resolution 256 --batch 32 --warmup 3 --iters 8 \
     --configs auto:eager,auto:compile --profile auto:compile --out "$RESULTS/dmf_step_$CARD.md" \

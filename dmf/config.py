@@ -6,6 +6,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import UsageError
 from dmf.models.registry import SIZES, parse_name
+from dmf.objectives.dmf_loss import JVP_MODES
+from dmf.objectives.weighting import PAIRS
 
 
 def launcher_value(key: str, default):
@@ -80,6 +82,10 @@ def validate_training(cfg: DictConfig) -> None:
         if key in cfg.guidance:
             _number(cfg, f"guidance.{key}")
     _number(cfg, "objective.cfg_prob", 0.0, 1.0)
+    for key, allowed in (("objective.logvar_pairs", PAIRS), ("objective.jvp", JVP_MODES)):
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value not in allowed:
+            raise ConfigError(f"{key}={value!r} must be one of {' | '.join(allowed)}")
     for key in ("P_mean", "P_std", "P_mean_t", "P_std_t", "P_mean_r", "P_std_r"):
         _number(cfg, f"time.{key}")
     _number(cfg, "optim.lr", 0.0)

@@ -7,13 +7,24 @@ from dmf.core.paths import per_sample
 from dmf.objectives.weighting import PAIRS, adaptive_loss
 
 
+# How the MeanFlow term gets u (with gradients) and du/dt (a constant of the target):
+#   joint: one JVP whose primal output carries the gradient (the released code); autograd keeps the tangent
+#          computation's graph alive with the primal's, and every pass runs a JVP-capable attention kernel;
+#   split: du/dt from a JVP without autograd (nothing saved for backward), u from its own tangent-free pass
+#          (fast SDPA / flash): one more forward, much less memory. Same loss and gradients.
+JVP_MODES = ("joint", "split")
+
+
 class DMFLoss:
-    def __init__(self, time, guidance, cfg_prob: float = 0.1, logvar_pairs: str = "diagonal"):
+    def __init__(self, time, guidance, cfg_prob: float = 0.1, logvar_pairs: str = "diagonal", jvp: str = "joint"):
         if not 0.0 <= cfg_prob < 1.0:
             raise ValueError(f"objective.cfg_prob={cfg_prob} must lie in [0, 1)")
         if logvar_pairs not in PAIRS:
             raise ValueError(f"objective.logvar_pairs={logvar_pairs!r} is not one of {' | '.join(PAIRS)}")
+        if jvp not in JVP_MODES:
+            raise ValueError(f"objective.jvp={jvp!r} is not one of {' | '.join(JVP_MODES)}")
         self.time, self.guidance, self.cfg_prob, self.logvar_pairs = time, guidance, cfg_prob, logvar_pairs
+        self.jvp = jvp
 
     def to(self, device):
         self.guidance.to(device)
@@ -46,10 +57,7 @@ class DMFLoss:
         t, r = d["t"], d["r"]
         x_t, v = path.interpolate(x, d["e_mf"], t)
         v_tgt = self.guidance(net, x_t, t, y, dropped, v)
-        (u, lv_mf), (du_dt, _) = torch.func.jvp(
-            lambda x_, t_, r_: net(x_, t_, r_, y, return_logvar=True),
-            (x_t, t, r), (v_tgt, torch.ones_like(t), torch.zeros_like(r)),
-        )
+        u, lv_mf, du_dt = self._u_and_du_dt(net, x_t, t, r, y, v_tgt)
         u_tgt = (v_tgt + per_sample(r - t, x) * du_dt).detach()
         loss_mf = adaptive_loss(u, u_tgt, lv_mf, pairs=self.logvar_pairs)
 
@@ -61,3 +69,16 @@ class DMFLoss:
             "mse_mf": (u - u_tgt).pow(2).mean().detach(),
         }
         return loss, logs
+
+    def _u_and_du_dt(self, net, x_t, t, r, y, v_tgt):
+        def fn(x_, t_, r_):
+            return net(x_, t_, r_, y, return_logvar=True)
+
+        primals, tangents = (x_t, t, r), (v_tgt, torch.ones_like(t), torch.zeros_like(r))
+        if self.jvp == "joint":
+            (u, lv), (du_dt, _) = torch.func.jvp(fn, primals, tangents)
+            return u, lv, du_dt
+        with torch.no_grad():
+            _, (du_dt, _) = torch.func.jvp(fn, primals, tangents)
+        u, lv = fn(*primals)
+        return u, lv, du_dt
