@@ -13,17 +13,22 @@ the stage's checkpoint, so a recipe has no code path of its own. The recipe (con
 The parent run's command-line overrides reach every stage that accepts them: a stage takes an override when its
 own config composes and validates with it (`guidance.omega=0.6` reaches the DMF stage; the flow stage's
 guidance=none has no omega). An override no stage accepts is an error. A stage trains in
-`<run_dir>/<stage>-<key>/`, where the key hashes its composed training config and the content of the checkpoint
+`<store>/<stage>-<key>/` (the store: the run dir unless said below), where the key hashes its composed training config and the content of the checkpoint
 it starts from, so changing an input retrains that stage and every stage after it, and a finished stage with the
-same key is reused.
+same key is reused. In a sweep (-m) the stages live in `<sweep dir>/stages/`, shared by its jobs, so a stage no
+swept key reaches (the flow stage of an omega sweep) trains once; `pipeline.stage_store=<dir>` shares them across
+runs. A lock per stage makes concurrent jobs (SLURM) wait for the one that trains or evaluates it.
 """
+import fcntl
 import hashlib
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.config import ConfigError, validate
@@ -91,7 +96,28 @@ def training_identity(stage_cfg: DictConfig, parent_sha: str | None) -> dict:
     return {"config": {k: v for k, v in cfg.items() if k not in NOT_TRAINING}, "init_sha256": parent_sha}
 
 
-def run_stage(name: str, spec: DictConfig, overrides: list[str], run_dir: Path, parent_ckpt: Path | None) -> Path:
+def stage_store(cfg: DictConfig) -> Path:
+    """Where stages train: pipeline.stage_store when set; in a sweep, <sweep dir>/stages; else the run dir."""
+    if cfg.pipeline.get("stage_store"):
+        return Path(cfg.pipeline.stage_store).expanduser()
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return Path(HydraConfig.get().sweep.dir) / "stages"
+    return Path(cfg.run_dir)
+
+
+@contextmanager
+def stage_lock(stage_dir: Path):
+    """Exclusive use of one stage folder across processes (jobs of a sweep sharing its stages)."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    with open(stage_dir / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_stage(name: str, spec: DictConfig, overrides: list[str], store: Path, parent_ckpt: Path | None) -> Path:
     """Train one stage (or reuse it when finished with the same key, or load spec.ckpt); returns its checkpoint."""
     if spec.get("ckpt"):
         log.info(f"stage {name}: using pipeline.stages.{name}.ckpt={spec.ckpt}")
@@ -105,17 +131,18 @@ def run_stage(name: str, spec: DictConfig, overrides: list[str], run_dir: Path, 
     stage_cfg = compose_stage(spec.experiment, stage_overrides)
     validate(stage_cfg)
     identity = training_identity(stage_cfg, sha256_file(parent_ckpt) if parent_ckpt else None)
-    stage_dir = run_dir / f"{name}-{short_hash(identity)}"
+    stage_dir = store / f"{name}-{short_hash(identity)}"
     OmegaConf.update(stage_cfg, "run_dir", str(stage_dir))
     last, record = stage_dir / "checkpoints" / "last.ckpt", stage_dir / "stage.json"
-    if record.exists() and last.exists():
-        log.info(f"stage {name}: finished earlier with the same config and parent, reusing {last}")
-        return last
-    log.info(f"stage {name}: python run.py mode=train experiment={spec.experiment} {' '.join(stage_overrides)} "
-             f"run_dir={stage_dir}")
-    train(stage_cfg)
-    write_json_atomic(record, {"stage": name, "experiment": spec.experiment, "overrides": stage_overrides, **identity},
-                      indent=1, default=str)
+    with stage_lock(stage_dir):
+        if record.exists() and last.exists():
+            log.info(f"stage {name}: finished earlier with the same config and parent, reusing {last}")
+            return last
+        log.info(f"stage {name}: python run.py mode=train experiment={spec.experiment} {' '.join(stage_overrides)} "
+                 f"run_dir={stage_dir}")
+        train(stage_cfg)
+        write_json_atomic(record, {"stage": name, "experiment": spec.experiment, "overrides": stage_overrides,
+                                   **identity}, indent=1, default=str)
     return last
 
 
@@ -135,7 +162,8 @@ def evaluate_stage(row: DictConfig, spec: DictConfig, overrides: list[str], ckpt
     OmegaConf.update(cfg, "run_dir", str(ckpt.parent.parent))
     OmegaConf.update(cfg, "eval.out_dir", str(out))
     validate(cfg)
-    evaluate(cfg)
+    with stage_lock(ckpt.parent.parent):
+        evaluate(cfg)
     records = []
     for k in row.steps:
         result = json.loads(next(out.glob(f"*_{int(k)}/result.json")).read_text())
@@ -164,12 +192,12 @@ def run(cfg: DictConfig) -> list[dict]:
                          f"rejects them (a key its config lacks, or an invalid combination); check the key names")
     for name in stages:
         log.info(f"stage {name} takes {taken[name] or 'no overrides'} from the command line")
-    ckpts = {}
+    ckpts, store = {}, stage_store(cfg)
     for name, spec in stages.items():
         parent = spec.get("init_from")
         if parent and parent not in ckpts:
             raise ConfigError(f"pipeline.stages.{name}.init_from={parent} must name an earlier stage ({list(ckpts)})")
-        ckpts[name] = run_stage(name, spec, [*taken[name], *spec.get("overrides", [])], run_dir,
+        ckpts[name] = run_stage(name, spec, [*taken[name], *spec.get("overrides", [])], store,
                                 ckpts.get(parent) if parent else None)
     rows = []
     for row in cfg.pipeline.evaluate:

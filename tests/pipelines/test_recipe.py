@@ -96,13 +96,18 @@ def test_sweep_gives_one_distinct_table_per_job_with_overrides_routed_to_stages(
     jobs = {(o, s): job_dir(sweep, o, s) for o in OMEGAS for s in SAMPLERS}
     assert all(j.is_dir() for j in jobs.values()), sorted(p.name for p in sweep.iterdir())
     tables = {k: rows(j) for k, j in jobs.items()}
+    used = {k: json.loads((j / "results.json").read_text())["stages"] for k, j in jobs.items()}
     for (omega, sampler), table in tables.items():
         assert sorted(table) == sorted([("flow", "flow_euler", 1), ("dmf", sampler, 1), ("dmf", sampler, 2)])
-        stages = {json.loads(p.read_text())["stage"]: json.loads(p.read_text()) for p in jobs[omega, sampler].glob("*/stage.json")}
-        assert f"guidance.omega={omega}" in stages["dmf"]["overrides"] and f"sampler={sampler}" in stages["dmf"]["overrides"]
+        stages = {name: json.loads((Path(d) / "stage.json").read_text()) for name, d in used[omega, sampler].items()}
+        assert f"guidance.omega={omega}" in stages["dmf"]["overrides"]
         assert not any(o.startswith(("guidance", "sampler")) for o in stages["flow"]["overrides"])
-    # the flow stage is the same training in every job; the DMF results differ in every job
-    assert len({p.name for j in jobs.values() for p in j.glob("flow-*")}) == 1
+    # the jobs share the sweep's stage store: the flow stage trained once, the DMF stage once per omega (the
+    # sampler is not training); the DMF results differ in every job
+    store = sweep / "stages"
+    assert {Path(u[s]).parent for u in used.values() for s in u} == {store}
+    assert len(list(store.glob("flow-*/stage.json"))) == 1 and len({u["flow"] for u in used.values()}) == 1
+    assert len(list(store.glob("dmf-*/stage.json"))) == len(OMEGAS)
     dmf_fds = [t["dmf", s, 2]["fd_digits"] for (o, s), t in tables.items()]
     assert len(set(dmf_fds)) == len(dmf_fds), dmf_fds
     for s in SAMPLERS:  # omega alone changes the DMF stage's result
@@ -142,15 +147,27 @@ def test_pipeline_table_equals_mode_eval_on_the_same_checkpoint(sweep, tmp_path)
 @pytest.mark.slow
 def test_rerun_with_other_flow_inputs_redoes_both_stages_and_keeps_the_old_ones(sweep):
     job = job_dir(sweep, "0", "euler")
-    before = {p.name for p in job.glob("*-*") if (p / "stage.json").exists()}
+    store = sweep / "stages"
+    before = {p.name for p in store.glob("*-*") if (p / "stage.json").exists()}
     args = ["debug=tiny", "guidance.omega=0", "sampler=euler", "pipeline.stages.flow.max_steps=12",
-            f"hydra.run.dir='{job}'"]
+            f"pipeline.stage_store='{store}'", f"hydra.run.dir='{job}'"]
     run_cli(*args)
-    after = {p.name for p in job.glob("*-*") if (p / "stage.json").exists()}
+    after = {p.name for p in store.glob("*-*") if (p / "stage.json").exists()}
     assert before < after and len(after - before) == 2  # a new flow stage and a new DMF stage
     stages = json.loads((job / "results.json").read_text())["stages"]
     assert {Path(d).name for d in stages.values()} == after - before
-    assert all((job / name / "checkpoints" / "last.ckpt").exists() for name in before)
+    assert all((store / name / "checkpoints" / "last.ckpt").exists() for name in before)
     again = run_cli(*args)  # same inputs: both stages are reused, nothing new is trained
     assert (again.stdout + again.stderr).count("finished earlier with the same config and parent") == 2
-    assert {p.name for p in job.glob("*-*") if (p / "stage.json").exists()} == after
+    assert {p.name for p in store.glob("*-*") if (p / "stage.json").exists()} == after
+
+
+def test_stage_lock_makes_a_second_process_wait(tmp_path):
+    """Jobs of a sweep share stage folders: the second waits while the first trains or evaluates one."""
+    code = ("import sys, time; from pathlib import Path; from dmf.pipelines.recipe import stage_lock\n"
+            "with stage_lock(Path(sys.argv[1])):\n"
+            "    print(time.time(), flush=True); time.sleep(1.0); print(time.time(), flush=True)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "flow-abc")], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE) for _ in range(2)]
+    spans = sorted(tuple(map(float, p.communicate(timeout=60)[0].split())) for p in procs)
+    assert spans[1][0] >= spans[0][1], spans  # the second entered after the first left
