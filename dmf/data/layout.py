@@ -115,18 +115,18 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def write_shard(path: Path, samples) -> None:
-    """samples: iterable of (index, moments float32, label, PNG bytes or None). Written to a temp file, then
-    renamed."""
+    """samples: iterable of (index, moments float32, label) or (index, moments, label, PNG bytes or None). Written
+    to a temp file, then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for index, moments, label, png in samples:
+            for index, moments, label, *png in samples:
                 key = sample_key(index)
                 _add_member(tar, f"{key}.moments.npy", npy_bytes(moments))
                 _add_member(tar, f"{key}.cls", str(int(label)).encode())
-                if png is not None:
-                    _add_member(tar, f"{key}.{IMAGE_MEMBER}", png)
+                if png and png[0] is not None:
+                    _add_member(tar, f"{key}.{IMAGE_MEMBER}", png[0])
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
