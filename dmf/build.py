@@ -2,9 +2,10 @@
 a sampler, the decoder). Training, evaluation and the recipes call these, so a key means the same everywhere."""
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from dmf.models import describe_load, load_pretrained
+from dmf.config import ConfigError
+from dmf.models import describe_load, load_pretrained, load_weights
 from dmf.models.hub import resolve_path
 
 
@@ -22,7 +23,19 @@ def build_network(cfg: DictConfig, frozen: bool = False) -> torch.nn.Module:
 
 
 def build_objective(cfg: DictConfig):
-    return instantiate(cfg.objective, time=instantiate(cfg.time), guidance=instantiate(cfg.guidance))
+    return instantiate(cfg.objective, time=instantiate(cfg.time), guidance=build_guidance(cfg))
+
+
+def build_guidance(cfg: DictConfig):
+    """cfg.guidance; a distillation teacher is built and loaded here (objectives never read files)."""
+    g = cfg.guidance
+    if "teacher" not in g:
+        return instantiate(g)
+    if OmegaConf.is_missing(g.teacher, "ckpt") or g.teacher.ckpt is None:
+        raise ConfigError("guidance=distill needs guidance.teacher.ckpt=<SiT checkpoint path or hf:// URI>")
+    teacher = instantiate(g.teacher.model)
+    load_weights(teacher, resolve_path(g.teacher.ckpt), drop_prefixes=("projectors.",), key="guidance.teacher.ckpt")
+    return instantiate(g, teacher=teacher)
 
 
 def build_sampler(cfg: DictConfig, steps: int):

@@ -128,7 +128,7 @@ def validate_values(cfg: DictConfig) -> None:
             raise ConfigError(f"ema.decay={decay} must lie in [0, 1) (each step keeps `decay` of the average; "
                               f"values >= 1 stop or blow up the EMA weights); the paper uses 0.9999")
     g = cfg.get("guidance")
-    kind = {"ModelGuidance": "mg", "distill_guidance": "distill"}.get(str(g.get("_target_", "")).rsplit(".", 1)[-1]) \
+    kind = {"ModelGuidance": "mg", "DistillGuidance": "distill"}.get(str(g.get("_target_", "")).rsplit(".", 1)[-1]) \
         if g is not None else None
     if kind:
         _number(cfg, "guidance.omega")

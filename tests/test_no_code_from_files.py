@@ -8,9 +8,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from dmf.build import build_guidance
 from dmf.models import CheckpointError
 from tests.eval.eval_helpers import PIXEL_OVERRIDES, TINY_MODEL, compose, tiny_net
-from tests.helpers import compose_config, tiny_sit
+from tests.helpers import compose_config
 
 ROOT = Path(__file__).parents[1]
 
@@ -67,10 +68,10 @@ def test_eval_and_sample_ckpt(tmp_path, planted, mode):
 
 
 def test_distill_teacher(planted):
-    from dmf.objectives.guidance import distill_guidance
-
     path, marker = planted
-    msg = refused(lambda: distill_guidance({"model": tiny_sit(), "ckpt": str(path)}, 1.0), marker)
+    cfg = compose_config(["experiment=digits_dmf", "guidance=distill", "guidance.teacher.model.name=SiT-T/2",
+                          f"guidance.teacher.ckpt={path}"])
+    msg = refused(lambda: build_guidance(cfg), marker)
     assert f"guidance.teacher.ckpt={path}" in msg
 
 

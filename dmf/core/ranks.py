@@ -1,15 +1,35 @@
-"""Who am I in a distributed run: one place that reads the rank and world size."""
+"""Who am I in a distributed run: one place that reads the rank, world size and local rank."""
 import os
 
 import torch
 
 
+def launch_ranks() -> tuple[int, int, int] | None:
+    """(rank, world size, local rank) as the launcher set them, before any process group exists: torchrun's
+    RANK / WORLD_SIZE / LOCAL_RANK, else `srun -n N` (SLURM_PROCID / SLURM_NTASKS); None for a single process."""
+    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
+        from lightning.fabric.plugins.environments import SLURMEnvironment
+
+        env = SLURMEnvironment()
+        os.environ.setdefault("MASTER_ADDR", env.main_address)
+        os.environ.setdefault("MASTER_PORT", str(env.main_port))
+        return env.global_rank(), env.world_size(), env.local_rank()
+    return None
+
+
 def rank_and_world(trainer=None) -> tuple[int, int]:
-    """Global rank and world size: from the Lightning trainer, else torch.distributed, else env."""
+    """Global rank and world size: from the Lightning trainer, else torch.distributed, else the launcher."""
     if trainer is not None:
         return int(trainer.global_rank), int(trainer.world_size)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    return 0, 1
+    ranks = launch_ranks()
+    return (ranks[0], ranks[1]) if ranks else (0, 1)
+
+
+def local_rank() -> int:
+    """This process's GPU index on its node."""
+    ranks = launch_ranks()
+    return ranks[2] if ranks else 0

@@ -1,4 +1,4 @@
-"""On-disk names of the two latent layouts, their index files, and atomic writes.
+"""On-disk names of the two latent layouts and their index files.
 
 Reference layout (what the published preprocessing writes and the seed code reads):
     <root>/vae-sd/00000/img-mean-std-00000000.npy   float32 (2C, h, w) = [mean; std]
@@ -20,6 +20,8 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+
+from dmf.core.files import atomic_path, write_bytes_atomic
 
 NPY_DIR = "vae-sd"
 IMAGE_DIR = "images"
@@ -82,18 +84,8 @@ def wds_dir(root: str | os.PathLike) -> Path:
         f"`python run.py mode=preprocess data=<config>_wds preprocess.input=<images or latent folder>`")
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write next to the target, then rename: readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_json_atomic(path: Path, obj) -> None:
+    """Compact JSON (ImageNet's label table has 1.28M entries), written atomically."""
     write_bytes_atomic(path, json.dumps(obj, separators=(",", ":")).encode())
 
 
@@ -117,19 +109,13 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def write_shard(path: Path, samples) -> None:
     """samples: iterable of (index, moments float32, label) or (index, moments, label, PNG bytes or None). Written
     to a temp file, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for index, moments, label, *png in samples:
-                key = sample_key(index)
-                _add_member(tar, f"{key}.moments.npy", npy_bytes(moments))
-                _add_member(tar, f"{key}.cls", str(int(label)).encode())
-                if png and png[0] is not None:
-                    _add_member(tar, f"{key}.{IMAGE_MEMBER}", png[0])
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, tarfile.open(tmp, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for index, moments, label, *png in samples:
+            key = sample_key(index)
+            _add_member(tar, f"{key}.moments.npy", npy_bytes(moments))
+            _add_member(tar, f"{key}.cls", str(int(label)).encode())
+            if png and png[0] is not None:
+                _add_member(tar, f"{key}.{IMAGE_MEMBER}", png[0])
 
 
 def shard_keys(path: Path, images: bool = False) -> list[str]:

@@ -16,7 +16,6 @@ from disk, and only then writes the index file (dataset.json / manifest.json).
 """
 import argparse
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
+from dmf.core.ranks import local_rank, rank_and_world
 from dmf.data import layout as L
 from dmf.data.errors import DataError, ErrorPolicy, check_policy
 from dmf.data.images import ImageListing, list_images
@@ -180,17 +180,18 @@ def _finalize(writer, listing: ImageListing) -> dict | None:
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            return torch.device("cuda", local_rank())
         return torch.device("cpu")
     return torch.device(device)
 
 
 def _resolve_part(part, num_parts) -> tuple[int, int]:
-    """Explicit part/num_parts, else torchrun's RANK/WORLD_SIZE (one part per GPU process), else 0/1."""
+    """Explicit part/num_parts, else the launcher's rank and world size (torchrun or srun: one part per process)."""
+    rank, world = rank_and_world()
     if num_parts is None:
-        num_parts = int(os.environ.get("WORLD_SIZE", 1))
+        num_parts = world
     if part is None:
-        part = int(os.environ.get("RANK", 0)) if num_parts > 1 else 0
+        part = rank if num_parts > 1 else 0
     if not 0 <= int(part) < int(num_parts):
         raise ValueError(f"preprocess.part={part} must be in [0, num_parts={num_parts})")
     return int(part), int(num_parts)

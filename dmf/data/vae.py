@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dmf.core.offline import downloads_off, offline_variable
+
 SD_VAE_SCALE = 0.18215
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -56,8 +58,11 @@ def resolve_vae_dir(path: str) -> Path:
     patterns = ["config.json", "*.safetensors"]
     try:  # the cache first: no network round trip (and no ~20 s of retries when offline)
         return Path(snapshot_download(path, allow_patterns=patterns, local_files_only=True))
-    except Exception:
-        pass
+    except Exception as err:
+        if downloads_off():
+            raise VAELoadError(f"the VAE {path!r} is not in the Hugging Face cache and {offline_variable()} is set: "
+                               f"download it on a connected machine (`huggingface-cli download {path} --local-dir "
+                               f"/some/dir`) and pass data.vae.path=/some/dir") from err
     try:
         return Path(snapshot_download(path, allow_patterns=patterns))
     except Exception as err:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from dmf.core.files import atomic_path
 from dmf.digits.data import load_digits_tensors
 from dmf.models.checkpoint import safe_load
 
@@ -69,8 +70,6 @@ def load_classifier(path: Path | None = None) -> DigitsClassifier:
         net.load_state_dict(safe_load(path)["state_dict"])
         return net.eval()
     net, acc = train_classifier()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": net.state_dict(), "heldout_accuracy": acc}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": net.state_dict(), "heldout_accuracy": acc}, tmp)
     return net

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmf.digits.data import load_digits_tensors
-from dmf.data.layout import write_bytes_atomic
+from dmf.core.files import write_bytes_atomic
 
 CACHE_NAME = "digits_repa_encoder.pt"
 

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from dmf.core.files import write_json_atomic
+
 
 def _cache_file() -> Path:
     return Path(os.environ.get("DMF_CACHE", Path.home() / ".cache" / "dmf")) / "file_hashes.json"
@@ -35,10 +37,7 @@ def content_hash(path: str | os.PathLike) -> str:
     cache = _read_cache(cache_file)  # another process may have added entries meanwhile
     cache[str(path)] = {"stamp": stamp, "sha256": digest.hexdigest()}
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=0))
-        tmp.replace(cache_file)
+        write_json_atomic(cache_file, cache, indent=0)
     except OSError:
         pass  # a read-only cache costs time, never correctness
     return digest.hexdigest()

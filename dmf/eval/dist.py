@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from dmf.core.ranks import launch_ranks
+
 
 @dataclass
 class DistInfo:
@@ -20,26 +22,13 @@ class DistInfo:
         return self.rank == 0
 
 
-def _env_ranks() -> tuple[int, int, int] | None:
-    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:  # torchrun / torch.distributed.launch
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:  # srun -n N python run.py
-        from lightning.fabric.plugins.environments import SLURMEnvironment
-
-        env = SLURMEnvironment()
-        os.environ.setdefault("MASTER_ADDR", env.main_address)
-        os.environ.setdefault("MASTER_PORT", str(env.main_port))
-        return env.global_rank(), env.world_size(), env.local_rank()
-    return None
-
-
 def init_distributed(device: str | None = None) -> DistInfo:
     """Join (or start) the process group described by the environment; a single process needs nothing."""
     if dist.is_available() and dist.is_initialized():  # e.g. inside Lightning
         rank, world = dist.get_rank(), dist.get_world_size()
         local = int(os.environ.get("LOCAL_RANK", rank % max(torch.cuda.device_count(), 1)))
         return DistInfo(rank, world, local, _device(device, local), False)
-    ranks = _env_ranks()
+    ranks = launch_ranks()
     if ranks is None or ranks[1] == 1:
         return DistInfo(device=_device(device, 0))
     rank, world, local = ranks

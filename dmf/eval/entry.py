@@ -13,14 +13,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from dmf.eval import dist as edist
 from dmf.build import build_network, build_sampler, build_vae, model_shape
-from dmf.eval.paths import container, out_dir
+from dmf.core.files import write_json_atomic
+from dmf.eval import dist as edist
 from dmf.eval.content import content_hash
 from dmf.eval.export import NpzWriter, PngWriter
 from dmf.eval.generate import Plan, Renderer, run
 from dmf.eval.images import make_grid, save_png
 from dmf.eval.paper import paper_fid
+from dmf.eval.paths import container, out_dir
 from dmf.eval.ref_stats import load_reference, save_reference
 from dmf.eval.reference import reference_states
 from dmf.eval.report import write_report
@@ -130,9 +131,7 @@ def _writers(step_dir: Path, exports: list[str]) -> list:
 
 
 def _write_json(path: Path, obj: dict):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    tmp.replace(path)
+    write_json_atomic(path, obj, indent=1, default=float)
 
 
 def _generate_all(cfg: DictConfig, score: bool, info: edist.DistInfo):

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dmf.core.files import atomic_path
+
 
 class PngWriter:
     def __init__(self, directory: str | Path):
@@ -41,9 +43,8 @@ class NpzWriter:
     def end_chunk(self, chunk: int):
         idx, imgs, ys = (np.concatenate(a) for a in zip(*self._buf))
         self._buf = []
-        tmp = self.parts / f"chunk_{chunk:06d}.tmp.npz"
-        np.savez(tmp, indices=idx, images=imgs, labels=ys)
-        tmp.replace(self.parts / f"chunk_{chunk:06d}.npz")
+        with atomic_path(self.parts / f"chunk_{chunk:06d}.npz") as tmp:
+            np.savez(tmp, indices=idx, images=imgs, labels=ys)
 
     def finalize(self, plan):
         parts = sorted(self.parts.glob("chunk_*[0-9].npz"))
@@ -58,8 +59,7 @@ class NpzWriter:
                 images[z["indices"]] = z["images"]
                 labels[z["indices"]] = z["labels"]
         images.flush()
-        tmp = out.with_name(out.name + ".tmp.npz")
-        np.savez(tmp, arr_0=images, arr_1=labels)
-        tmp.replace(out)
+        with atomic_path(out) as tmp:
+            np.savez(tmp, arr_0=images, arr_1=labels)
         del images
         shutil.rmtree(self.parts)

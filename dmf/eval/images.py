@@ -4,6 +4,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dmf.core.files import atomic_path
+
 QUANTIZE = ("floor", "round")
 
 
@@ -46,9 +48,6 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
     """Write an (H, W, 3) uint8 array (atomically: a crash never leaves a truncated PNG under the final name)."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+    return Path(path)

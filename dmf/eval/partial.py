@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dmf.core.files import atomic_path, write_json_atomic
 from dmf.models.checkpoint import safe_load
 
 _STATE = re.compile(r"state_a(\d+)_r(\d+)\.pt$")
@@ -48,9 +49,7 @@ class PartialRun:
     def write_spec(self):
         self.dir.mkdir(parents=True, exist_ok=True)
         if not self.spec.exists():
-            tmp = self.spec.with_name("spec.json.tmp")
-            tmp.write_text(json.dumps(self.fingerprint, indent=1, sort_keys=True))
-            tmp.replace(self.spec)
+            write_json_atomic(self.spec, self.fingerprint, indent=1, sort_keys=True)
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.dir.glob("state_a*_r*.pt") if _STATE.search(p.name)) if self.dir.exists() else []
@@ -73,11 +72,8 @@ class PartialRun:
         return 1 + max((int(_STATE.search(p.name).group(1)) for p in self.files()), default=0)
 
     def save(self, attempt: int, rank: int, chunks: list[int], states: dict):
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"state_a{attempt:03d}_r{rank:04d}.pt"
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"chunks": sorted(chunks), "states": _to_tensors(states)}, tmp)
-        tmp.replace(path)
+        with atomic_path(self.dir / f"state_a{attempt:03d}_r{rank:04d}.pt") as tmp:
+            torch.save({"chunks": sorted(chunks), "states": _to_tensors(states)}, tmp)
 
     def merged(self, num_chunks: int) -> tuple[list[int], list[dict]]:
         """All recorded chunks and the states of every file; raises unless chunks 0..num_chunks-1 appear once."""

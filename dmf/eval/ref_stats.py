@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dmf.core.files import atomic_path
 from dmf.models.hub import resolve_path
 
 _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"), ("builtins", "dict"),
@@ -79,18 +80,20 @@ def save_reference(ref: dict, path: str | Path, overwrite: bool = False) -> Path
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass eval.overwrite=true to replace it or choose another eval.ref_out")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix.lower() == ".npz":
+    if path.suffix.lower() not in (".npz", ".pkl"):
+        raise ValueError(f"{path}: reference statistics are written as .pkl or .npz")
+    with atomic_path(path) as tmp:
+        _write_stats(ref, tmp)
+    return path
+
+
+def _write_stats(ref: dict, tmp: Path):
+    if tmp.suffix.lower() == ".npz":
         if set(ref) != {"fid"}:
             raise ValueError(f".npz holds only Inception statistics ('fid'); these have {sorted(ref)}: "
                              f"write a .pkl, or keep only fid in eval.metrics")
         with open(tmp, "wb") as f:
             np.savez(f, mu=np.asarray(ref["fid"]["mu"], np.float64), sigma=np.asarray(ref["fid"]["sigma"], np.float64))
-    elif path.suffix.lower() == ".pkl":
+    else:
         with open(tmp, "wb") as f:
             pickle.dump({k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in ref.items()}, f)
-    else:
-        raise ValueError(f"{path}: reference statistics are written as .pkl or .npz")
-    tmp.replace(path)
-    return path

@@ -1,12 +1,14 @@
 """Resolve weight and statistics locations: local paths, or hf://[datasets/]<owner>/<repo>[@<revision>]/<file>
 through the huggingface_hub cache.
 
-The cache is consulted first (no network call for a file already there), and HF_HUB_OFFLINE / HF_HOME /
+The cache is consulted first (no network call for a file already there), and DMF_OFFLINE / HF_HUB_OFFLINE / HF_HOME /
 HF_HUB_CACHE are read at call time (huggingface_hub reads them once at import), so an offline miss fails in
 milliseconds with the fix instead of ~20 s of retries.
 """
 import os
 from pathlib import Path
+
+from dmf.core.offline import downloads_off, offline_variable
 
 HF_PREFIX = "hf://"
 REPO_TYPES = {"datasets": "dataset", "spaces": "space", "models": "model"}
@@ -37,10 +39,6 @@ def hf_cache_dir() -> Path:
     return Path(home).expanduser() / "hub"
 
 
-def hf_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def resolve_path(uri: str | os.PathLike) -> Path:
     """A local file for `uri`; hf:// URIs are downloaded once into the huggingface_hub cache."""
     uri = str(uri)
@@ -59,8 +57,9 @@ def resolve_path(uri: str | os.PathLike) -> Path:
     fix = (f"run `hf download {repo_id} {filename}"
            f"{' --repo-type ' + repo_type if repo_type else ''}{' --revision ' + revision if revision else ''}` "
            f"on a connected machine and copy its cache to {cache} (HF_HOME / HF_HUB_CACHE), or pass a local path")
-    if hf_offline():
-        raise FileNotFoundError(f"{uri} is not in the huggingface_hub cache {cache} and HF_HUB_OFFLINE is set. Fix: {fix}.")
+    if downloads_off():
+        raise FileNotFoundError(f"{uri} is not in the huggingface_hub cache {cache} and {offline_variable()} is set. "
+                                f"Fix: {fix}.")
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename, revision=revision, repo_type=repo_type,
                                     cache_dir=cache))

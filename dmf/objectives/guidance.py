@@ -65,14 +65,3 @@ class DistillGuidance:
         self.teacher.to(device)
         return self
 
-
-def distill_guidance(teacher: dict | None, omega: float, g_min: float = 0.0, g_max: float = 1.0) -> DistillGuidance:
-    """guidance=distill: `teacher` = {model: <built SiT>, ckpt: path or hf:// URI}, loaded here."""
-    if not teacher or teacher.get("ckpt") in (None, "???"):
-        raise ValueError("guidance=distill needs guidance.teacher.ckpt=<SiT checkpoint path or hf:// URI>")
-    from dmf.models import load_weights
-    from dmf.models.hub import resolve_path
-
-    load_weights(teacher["model"], resolve_path(teacher["ckpt"]), drop_prefixes=("projectors.",),
-                 key="guidance.teacher.ckpt")
-    return DistillGuidance(teacher["model"], omega, g_min, g_max)

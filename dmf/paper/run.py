@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.config import validate
+from dmf.core.files import write_json_atomic
 from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides, row_spec, table_root
 
 OWN_KEYS = ("paper", "mode", "hydra")  # command-line keys that belong to the launch, not to the stages
@@ -107,9 +108,7 @@ def run_row(cfg: DictConfig) -> dict:
               "extra": {k: {int(r["steps"]): r.get(k) for r in eval_results(job_dir / "eval")}
                         for k in (paper.get("extra_metrics") or [])},
               "init": str(init) if init else None, "overrides": [*overrides, *extra], "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M")}
-    tmp = job_dir / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(job_dir / RESULT_FILE)
+    write_json_atomic(job_dir / RESULT_FILE, record, indent=1)
     print(f"[dmf] paper {paper.name}/{paper.row} ({spec.label}): {metric} " +
           ", ".join(f"{n} NFE {v:.3f}" for n, v in ours.items() if v is not None))
     return record

@@ -27,6 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.config import ConfigError, validate
+from dmf.core.files import write_json_atomic
 
 log = logging.getLogger("dmf.pipeline")
 
@@ -113,8 +114,8 @@ def run_stage(name: str, spec: DictConfig, overrides: list[str], run_dir: Path, 
     log.info(f"stage {name}: python run.py mode=train experiment={spec.experiment} {' '.join(stage_overrides)} "
              f"run_dir={stage_dir}")
     train(stage_cfg)
-    record.write_text(json.dumps({"stage": name, "experiment": spec.experiment, "overrides": stage_overrides,
-                                  **identity}, indent=1, default=str))
+    write_json_atomic(record, {"stage": name, "experiment": spec.experiment, "overrides": stage_overrides, **identity},
+                      indent=1, default=str)
     return last
 
 
@@ -178,8 +179,8 @@ def run(cfg: DictConfig) -> list[dict]:
         rows += evaluate_stage(row, spec, [*taken[row.stage], *spec.get("overrides", [])], ckpts[row.stage])
     table = markdown_table(rows)
     (run_dir / "results.md").write_text(f"# {cfg.pipeline.title}\n\n{table}\n")
-    (run_dir / "results.json").write_text(json.dumps(
-        {"rows": rows, "stages": {n: str(Path(c).parent.parent) for n, c in ckpts.items()}}, indent=1, default=float))
+    write_json_atomic(run_dir / "results.json", {"rows": rows, "stages": {n: str(Path(c).parent.parent) for n, c in ckpts.items()}},
+                      indent=1, default=float)
     grids = "\n".join(f"  {r['grid']}" for r in rows if r["grid"])
     print(f"\n{table}\n\n[dmf] results: {run_dir / 'results.md'} (+ results.json)\n[dmf] sample grids:\n{grids}\n"
           f"[dmf] stages: {', '.join(str(Path(c).parent.parent) for c in ckpts.values())}", flush=True)

@@ -8,6 +8,8 @@ import lightning as L
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from dmf.core.files import atomic_path
+
 
 def move_superseded_rows(metrics_csv: Path, from_step: int) -> int:
     """Move rows with step >= from_step out of metrics_csv; returns how many moved."""
@@ -28,12 +30,10 @@ def move_superseded_rows(metrics_csv: Path, from_step: int) -> int:
         if new_file:
             w.writeheader()
         w.writerows(gone)
-    tmp = metrics_csv.with_name(metrics_csv.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(metrics_csv) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(keep)
-    tmp.replace(metrics_csv)
     return len(gone)
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 from dmf.digits.data import reference as digits
 from dmf.eval.dist import DistInfo
 from dmf.eval.reference import as_images, reference_states
-from dmf.eval.sources import ImageFolder, WebDatasetImages, center_crop_dhariwal
+from dmf.eval.sources import ImageFolder, WebDatasetImages
 from tests.eval.eval_helpers import pixel_scorer
 
 
@@ -27,16 +27,15 @@ def test_image_folder_crops_and_labels(tmp_path):
     x, y = ds[0]
     assert len(ds) == 6 and x.shape == (3, 8, 8) and x.dtype == torch.uint8
     assert sorted(set(ds.labels)) == [0, 1] and ds.labels[ds.files.index(tmp_path / "cat" / "001.png")] == 0
-    (tmp_path / "dataset.json").write_text(json.dumps({"labels": [["dog/000.png", 7]]}))
+    table = [[p.relative_to(tmp_path).as_posix(), 7 if p.name == "000.png" else 3] for p in ds.files]
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": table}))
     assert ImageFolder(str(tmp_path)).labels[ds.files.index(tmp_path / "dog" / "000.png")] == 7
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": table[1:]}))  # a partial table is an error
+    with pytest.raises(ValueError, match="no label for 1 image"):
+        ImageFolder(str(tmp_path))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no images"):
+    with pytest.raises(ValueError, match="no images"):
         ImageFolder(str(tmp_path / "empty"))
-
-
-def test_center_crop_dhariwal_shapes():
-    img = Image.fromarray(np.zeros((30, 70, 3), np.uint8))
-    assert center_crop_dhariwal(img, 16).shape == (16, 16, 3)
 
 
 def test_webdataset_shards(tmp_path):

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from dmf.objectives import (DMFLoss, DistillGuidance, FlowMatchingLoss, LogitNormalTime, ModelGuidance, NoGuidance,
-                            distill_guidance)
-from tests.helpers import tiny_dmft, tiny_sit
+from dmf.build import build_guidance
+from dmf.config import ConfigError
+from dmf.objectives import DMFLoss, DistillGuidance, FlowMatchingLoss, LogitNormalTime, ModelGuidance, NoGuidance
+from tests.helpers import compose_config, tiny_dmft, tiny_sit
 
 
 class LabelNet(torch.nn.Module):
@@ -34,8 +35,8 @@ def test_distill_guidance_uses_the_teacher_everywhere():
 
 
 def test_guidance_errors():
-    with pytest.raises(ValueError, match="teacher.ckpt"):
-        distill_guidance(None, omega=0.6)
+    with pytest.raises(ConfigError, match="guidance.teacher.ckpt=<SiT checkpoint"):
+        build_guidance(compose_config(["experiment=digits_dmf", "guidance=distill"]))
     with pytest.raises(ValueError, match="g_min <= g_max"):
         ModelGuidance(omega=0.6, g_min=0.8, g_max=0.2)
 

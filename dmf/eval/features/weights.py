@@ -1,16 +1,15 @@
 """Finding feature-network weights: an explicit path or hf:// URI, else the torch hub cache, else a download;
 offline, one error that names the file, where to put it and the config key that points at it."""
 import os
+import shutil
 import urllib.request
 from pathlib import Path
 
 import torch
 
+from dmf.core.files import atomic_path
+from dmf.core.offline import downloads_off
 from dmf.models.hub import resolve_path
-
-
-def offline() -> bool:
-    return any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("DMF_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 def cache_dir() -> Path:
@@ -28,17 +27,13 @@ def locate_weights(weights: str | os.PathLike | None, filename: str, url: str | 
     cached = cache_dir() / filename
     if cached.exists():
         return cached
-    if download and url and not offline():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(cached.name + f".part{os.getpid()}")
+    if download and url and not downloads_off():
         try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as resp, open(tmp, "wb") as f:
-                while chunk := resp.read(1 << 20):
-                    f.write(chunk)
-            tmp.replace(cached)
+            with atomic_path(cached) as tmp, urllib.request.urlopen(url, timeout=timeout_s) as resp, \
+                    open(tmp, "wb") as f:
+                shutil.copyfileobj(resp, f, 1 << 20)
             return cached
         except OSError as err:
-            tmp.unlink(missing_ok=True)
             reason = f"downloading {url} failed ({type(err).__name__}: {err})"
     else:
         reason = "downloads are off (offline or download disabled)"

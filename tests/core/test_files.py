@@ -1,0 +1,32 @@
+import json
+
+import numpy as np
+import pytest
+
+from dmf.core.files import atomic_path, write_json_atomic
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "stats.npz"
+    np.savez(target, mu=np.zeros(3))
+    with pytest.raises(RuntimeError, match="killed"):
+        with atomic_path(target) as tmp:
+            np.savez(tmp, mu=np.ones(3))
+            raise RuntimeError("killed mid-write")
+    assert np.load(target)["mu"].tolist() == [0.0, 0.0, 0.0]
+    assert [p.name for p in tmp_path.iterdir()] == ["stats.npz"]
+
+
+def test_the_temporary_keeps_the_suffix_so_np_savez_writes_where_it_is_told(tmp_path):
+    target = tmp_path / "deep" / "samples.npz"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.name.startswith(".") and tmp.suffix == ".npz"
+        np.savez(tmp, arr_0=np.arange(4))
+    assert np.load(target)["arr_0"].tolist() == [0, 1, 2, 3]
+    assert [p.name for p in target.parent.iterdir()] == ["samples.npz"]
+
+
+def test_json_replaces_whole(tmp_path):
+    target = write_json_atomic(tmp_path / "r.json", {"fid": 2.16}, indent=1)
+    write_json_atomic(target, {"fid": 1.51})
+    assert json.loads(target.read_text()) == {"fid": 1.51}
