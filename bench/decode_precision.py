@@ -1,5 +1,5 @@
 """eval.decode_precision: SD-VAE decode in fp32 vs bf16 autocast on real decoder shapes: time per image and the
-uint8 pixel difference, through dmf.eval.generate.decode (the code path of mode=eval).
+uint8 pixel difference, through dmf.eval.generation.loop.decode (the code path of mode=eval).
 
     PYTHONPATH=. python bench/decode_precision.py --out bench/results/decode_precision_gpu.md                # random weights
     PYTHONPATH=. python bench/decode_precision.py --vae-path /weights/sd-vae-ft-ema --out ...               # real weights
@@ -15,9 +15,9 @@ import time
 import numpy as np
 import torch
 
-from dmf.eval.generate import DECODE_PRECISIONS, decode
+from dmf.eval.generation.loop import DECODE_PRECISIONS, decode
 from bench.machine import machine_name
-from dmf.eval.images import to_uint8
+from dmf.eval.generation.images import to_uint8
 
 
 def photo_crops(n: int, size: int) -> torch.Tensor:

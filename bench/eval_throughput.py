@@ -1,5 +1,5 @@
 """Images/s of end-to-end evaluation: noise -> 1-step (or N-step) sampler -> decode -> uint8 -> feature networks
--> running metric statistics, through dmf.eval.generate.run (the code path of mode=eval), with random weights
+-> running metric statistics, through dmf.eval.generation.loop.run (the code path of mode=eval), with random weights
 (saved to temp files and loaded through the real loaders) so that it runs offline.
 
 CPU (recorded in bench/results/eval_cpu.md):
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from dmf.eval.features import DINOv2, InceptionV3
-from dmf.eval.generate import Plan, Renderer, run
-from dmf.eval.metrics import Frechet, InceptionScore
-from dmf.eval.scorer import Scorer
+from dmf.eval.scoring.features import DINOv2, InceptionV3
+from dmf.eval.generation.loop import Plan, Renderer, run
+from dmf.eval.scoring.metrics import Frechet, InceptionScore
+from dmf.eval.scoring.scorer import Scorer
 from dmf.models import SIZES, build_model, parse_name
 from dmf.sampling import build_sampler
 from bench.machine import machine_name

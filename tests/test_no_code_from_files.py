@@ -93,7 +93,7 @@ def test_partial_eval_states(tmp_path):
 
 def test_feature_network_and_classifier_weights(tmp_path):
     from dmf.digits.classifier import load_classifier
-    from dmf.eval.features import DINOv2, InceptionV3
+    from dmf.eval.scoring.features import DINOv2, InceptionV3
 
     marker = tmp_path / "PWNED"
     path = tmp_path / "weights.pth"
@@ -107,7 +107,7 @@ def test_feature_network_and_classifier_weights(tmp_path):
 def test_reference_statistics(tmp_path):
     import pickle
 
-    from dmf.eval.ref_stats import load_reference
+    from dmf.eval.reference.files import load_reference
 
     marker = tmp_path / "PWNED"
     path = tmp_path / "ref.pkl"

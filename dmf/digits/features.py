@@ -3,7 +3,7 @@ features for a Fréchet distance, 10 logits for class accuracy)."""
 import torch
 
 from dmf.digits.classifier import FEATURE_DIM, load_classifier
-from dmf.eval.features.base import FeatureExtractor
+from dmf.eval.scoring.features.base import FeatureExtractor
 
 
 class DigitsFeatures(FeatureExtractor):

@@ -1,8 +1,8 @@
 """Early checks of the `eval` group: one clear error before models load or images are generated."""
 from omegaconf import DictConfig
 
-from dmf.eval.generate import DECODE_PRECISIONS
-from dmf.eval.images import QUANTIZE
+from dmf.eval.generation.loop import DECODE_PRECISIONS
+from dmf.eval.generation.images import QUANTIZE
 from dmf.eval.paper import PAPER_FID
 
 

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import torch
 
-from dmf.eval.features.base import FeatureExtractor
-from dmf.eval.metrics import ClassAccuracy, Frechet, InceptionScore, PrecisionRecall
-from dmf.eval.scorer import Scorer
+from dmf.eval.scoring.features.base import FeatureExtractor
+from dmf.eval.scoring.metrics import ClassAccuracy, Frechet, InceptionScore, PrecisionRecall
+from dmf.eval.scoring.scorer import Scorer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,8 +45,8 @@ def pixel_scorer(pr_max: int | None = None) -> Scorer:
 
 PIXEL_OVERRIDES = [
     "+eval.extractors.pixels._target_=tests.eval.eval_helpers.PixelFeatures",
-    "+eval.metric_defs.fd_pix={_target_: dmf.eval.metrics.Frechet, extractor: pixels, feature: pix}",
-    "+eval.metric_defs.acc_pix={_target_: dmf.eval.metrics.ClassAccuracy, extractor: pixels, feature: logits}",
+    "+eval.metric_defs.fd_pix={_target_: dmf.eval.scoring.metrics.Frechet, extractor: pixels, feature: pix}",
+    "+eval.metric_defs.acc_pix={_target_: dmf.eval.scoring.metrics.ClassAccuracy, extractor: pixels, feature: logits}",
 ]
 
 TINY_MODEL = ["model.name=DMFT-T/2", "+model.depth=3", "+model.hidden_size=32", "+model.num_heads=2",

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dmf.data.vae import IdentityVAE, SDVAE
-from dmf.eval.generate import Plan, Renderer
+from dmf.eval.generation.loop import Plan, Renderer
 from dmf.eval.validate import validate_eval
 from dmf.sampling import build_sampler
 from tests.data.data_helpers import tiny_autoencoder

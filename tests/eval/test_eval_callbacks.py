@@ -13,7 +13,7 @@ from tests.eval.eval_helpers import TINY_MODEL, compose, tiny_net
 
 SAMPLER = {"_target_": "dmf.sampling.FlowMapEuler", "steps": 1}
 VAE = {"_target_": "dmf.data.vae.IdentityVAE"}
-METRICS = {"fd_pix": {"_target_": "dmf.eval.metrics.Frechet", "extractor": "pixels", "feature": "pix"}}
+METRICS = {"fd_pix": {"_target_": "dmf.eval.scoring.metrics.Frechet", "extractor": "pixels", "feature": "pix"}}
 EXTRACTORS = {"pixels": {"_target_": "tests.eval.eval_helpers.PixelFeatures"}}
 
 

@@ -63,7 +63,7 @@ def test_ref_stats_mode_then_eval_against_file(tmp_path, ckpt):
     run_mode(config("ref_stats", tmp_path, ckpt, f"eval.ref_out={ref}"))
     with pytest.raises(FileExistsError, match="eval.overwrite=true"):
         run_mode(config("ref_stats", tmp_path, ckpt, f"eval.ref_out={ref}"))
-    from dmf.eval.ref_stats import load_reference
+    from dmf.eval.reference.files import load_reference
 
     stats = load_reference(str(ref))
     assert set(stats) == {"fd_pix"} and stats["fd_pix"]["mu"].shape == (12,)

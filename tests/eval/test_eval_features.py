@@ -4,8 +4,8 @@ import time
 import pytest
 import torch
 
-from dmf.eval.features import DINOv2, InceptionV3
-from dmf.eval.features.dinov2 import resample_pos_embed
+from dmf.eval.scoring.features import DINOv2, InceptionV3
+from dmf.eval.scoring.features.dinov2 import resample_pos_embed
 
 TINY_VIT = {"embed_dim": 32, "depth": 1, "num_heads": 2}
 
@@ -50,8 +50,8 @@ def test_inception_from_file(inception_file, offline_cache):
 
 
 def test_weights_found_in_torch_hub_cache(offline_cache):
-    from dmf.eval.features.inception import FILENAME, URL
-    from dmf.eval.features.weights import locate_weights
+    from dmf.eval.scoring.features.inception import FILENAME, URL
+    from dmf.eval.scoring.features.weights import locate_weights
 
     cached = offline_cache / "torch" / "hub" / "checkpoints" / FILENAME
     cached.parent.mkdir(parents=True)

@@ -10,9 +10,9 @@ import torch.multiprocessing as mp
 
 from dmf.data.vae import IdentityVAE
 from dmf.eval.dist import DistInfo
-from dmf.eval.export import NpzWriter, PngWriter
-from dmf.eval.generate import Plan, Renderer, run
-from dmf.eval.seeding import index_inputs
+from dmf.eval.generation.writers import NpzWriter, PngWriter
+from dmf.eval.generation.loop import Plan, Renderer, run
+from dmf.eval.generation.seeding import index_inputs
 from dmf.sampling import build_sampler
 from tests.eval.eval_helpers import pixel_scorer, tiny_net
 

@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 
 from dmf.eval.content import content_hash
-from dmf.eval.generate import NonFiniteOutput
+from dmf.eval.generation.loop import NonFiniteOutput
 from tests.eval.eval_helpers import PIXEL_OVERRIDES, TINY_MODEL, compose, tiny_net
 
 

@@ -4,10 +4,10 @@ import pytest
 import scipy.linalg
 import torch
 
-from dmf.eval.frechet import frechet_distance
-from dmf.eval.metrics import ClassAccuracy, Frechet, InceptionScore, PrecisionRecall, precision_recall
-from dmf.eval.metrics.frechet import FrechetState
-from dmf.eval.metrics.inception_score import InceptionScoreState
+from dmf.eval.scoring.gaussian import frechet_distance
+from dmf.eval.scoring.metrics import ClassAccuracy, Frechet, InceptionScore, PrecisionRecall, precision_recall
+from dmf.eval.scoring.metrics.frechet import FrechetState
+from dmf.eval.scoring.metrics.inception_score import InceptionScoreState
 
 
 def random_stats(rng, d):

@@ -2,11 +2,11 @@
 whatever the caller has switched on."""
 import torch
 
-from dmf.eval.features.base import FeatureExtractor
-from dmf.eval.generate import Plan, Renderer
-from dmf.eval.metrics import Frechet
-from dmf.eval.precision import tf32
-from dmf.eval.scorer import Scorer
+from dmf.eval.scoring.features.base import FeatureExtractor
+from dmf.eval.generation.loop import Plan, Renderer
+from dmf.eval.scoring.metrics import Frechet
+from dmf.eval.generation.precision import tf32
+from dmf.eval.scoring.scorer import Scorer
 
 
 def flags():

@@ -4,7 +4,7 @@ import pickle
 import numpy as np
 import pytest
 
-from dmf.eval.ref_stats import load_reference, save_reference
+from dmf.eval.reference.files import load_reference, save_reference
 
 
 def stats(d, seed=0):

@@ -8,8 +8,8 @@ from PIL import Image
 
 from dmf.digits.data import reference as digits
 from dmf.eval.dist import DistInfo
-from dmf.eval.reference import as_images, reference_states
-from dmf.eval.sources import ImageFolder, WebDatasetImages
+from dmf.eval.reference.build import as_images, reference_states
+from dmf.eval.reference.sources import ImageFolder, WebDatasetImages
 from tests.eval.eval_helpers import pixel_scorer
 
 

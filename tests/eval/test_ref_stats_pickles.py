@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from dmf.eval.ref_stats import load_reference
+from dmf.eval.reference.files import load_reference
 
 STATS = {"fid": {"mu": np.arange(4, dtype=np.float64), "sigma": np.eye(4, dtype=np.float32), "n": np.int64(7)}}
 

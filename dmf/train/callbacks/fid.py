@@ -4,10 +4,10 @@ import lightning as L
 import torch
 
 from dmf.eval import dist as edist
-from dmf.eval.generate import Plan, Renderer, run
-from dmf.eval.ref_stats import load_reference
-from dmf.eval.reference import reference_states
-from dmf.eval.scorer import build_scorer
+from dmf.eval.generation.loop import Plan, Renderer, run
+from dmf.eval.reference.files import load_reference
+from dmf.eval.reference.build import reference_states
+from dmf.eval.scoring.scorer import build_scorer
 from dmf.train.callbacks.common import build, due, model_shape, sampling_net
 
 

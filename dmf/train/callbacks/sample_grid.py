@@ -5,8 +5,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from dmf.eval.generate import Plan, Renderer
-from dmf.eval.images import make_grid, save_png
+from dmf.eval.generation.loop import Plan, Renderer
+from dmf.eval.generation.images import make_grid, save_png
 from dmf.train.callbacks.common import build, due, model_shape, sampling_net
 
 

@@ -14,7 +14,7 @@ class FeatureExtractor(nn.Module):
     def check(self, images: torch.Tensor):
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"{type(self).__name__} takes uint8 (N, 3, H, W) images, got {images.dtype} "
-                             f"{tuple(images.shape)} (convert with dmf.eval.images.to_uint8)")
+                             f"{tuple(images.shape)} (convert with dmf.eval.generation.images.to_uint8)")
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -5,7 +5,7 @@ Needs the features themselves (not only moments): the reference entry stores a f
 import numpy as np
 import torch
 
-from dmf.eval.metrics.base import Metric, MetricState
+from dmf.eval.scoring.metrics.base import Metric, MetricState
 
 
 def knn_radii(x: torch.Tensor, k: int, batch: int) -> torch.Tensor:

@@ -2,7 +2,7 @@
 how well a class-conditional model follows its label (reported next to FD on the digits task)."""
 import numpy as np
 
-from dmf.eval.metrics.base import Metric, MetricState
+from dmf.eval.scoring.metrics.base import Metric, MetricState
 
 
 class AccuracyState(MetricState):

@@ -3,8 +3,8 @@ the same network EDM2 and ADM use). Outputs the 2,048-d pool features (FID, prec
 1,008-way logits without bias (Inception Score, as in the original IS code and torch-fidelity)."""
 import torch
 
-from dmf.eval.features.base import FeatureExtractor
-from dmf.eval.features.weights import locate_weights
+from dmf.eval.scoring.features.base import FeatureExtractor
+from dmf.eval.scoring.features.weights import locate_weights
 from dmf.models.checkpoint import safe_load
 
 FILENAME = "weights-inception-2015-12-05-6726825d.pth"

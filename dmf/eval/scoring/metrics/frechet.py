@@ -3,8 +3,8 @@ float64 running sums; the reference entry is {mu, sigma} as in EDM2's pickles.""
 import numpy as np
 import torch
 
-from dmf.eval.frechet import FeatureStats, frechet_distance
-from dmf.eval.metrics.base import Metric, MetricState
+from dmf.eval.scoring.gaussian import FeatureStats, frechet_distance
+from dmf.eval.scoring.metrics.base import Metric, MetricState
 
 
 class FrechetState(MetricState):

@@ -3,8 +3,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from dmf.eval import dist as edist
-from dmf.eval.images import to_uint8
-from dmf.eval.scorer import Scorer
+from dmf.eval.generation.images import to_uint8
+from dmf.eval.progress import Progress, say
+from dmf.eval.scoring.scorer import Scorer
 
 
 class _Indexed(Dataset):
@@ -35,7 +36,7 @@ def as_images(x: torch.Tensor, space: str, vae=None, quantize: str = "floor") ->
 @torch.no_grad()
 def reference_states(dataset, scorer: Scorer, device, info: edist.DistInfo, batch_size: int = 64,
                      num_workers: int = 0, space: str = "image", vae=None, quantize: str = "floor",
-                     seed: int = 0, log=print) -> dict:
+                     seed: int = 0, log=say) -> dict:
     """Metric states over every item of `dataset`, sharded over processes (map-style) and merged on all ranks.
 
     Precision/recall keeps a fixed random subset (its max_samples) of the real features, drawn from `seed`."""
@@ -44,11 +45,12 @@ def reference_states(dataset, scorer: Scorer, device, info: edist.DistInfo, batc
             raise ValueError("an iterable (webdataset) reference source runs in one process; launch without torchrun")
         states = scorer.new_states()
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-        offset = 0
+        offset, progress = 0, Progress("reference statistics", None, emit=log)
         for x, y in loader:
             idx = torch.arange(offset, offset + len(y))
             scorer.update(states, as_images(x.to(device), space, vae, quantize), y.to(device), idx)
             offset += len(y)
+            progress.update(offset)
         if info.is_main:
             log(f"reference statistics over {offset} images")
         return states
@@ -61,8 +63,11 @@ def reference_states(dataset, scorer: Scorer, device, info: edist.DistInfo, batc
     states = scorer.new_states(keep=keep)
     shard = Subset(_Indexed(dataset), range(info.rank, n, info.world_size))
     loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers)
+    progress, seen = Progress("reference statistics", n, scale=info.world_size, emit=log), 0
     for x, y, idx in loader:
         scorer.update(states, as_images(x.to(device), space, vae, quantize), y.to(device), idx)
+        seen += len(idx)
+        progress.update(seen)
     gathered = edist.all_gather_object(scorer.states_to_dict(states))
     merged = scorer.states_from_dict(gathered[0])
     for d in gathered[1:]:

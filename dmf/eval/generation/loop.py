@@ -1,6 +1,6 @@
 """Generation at scale: N images, image i from (seed, i) only, split over processes in fixed chunks, decoded,
 quantised to uint8 and fed to the feature extractors on the fly (no PNG round trip); optional writers export
-PNG/npz. Resumable when given a work directory (see dmf.eval.partial)."""
+PNG/npz. Resumable when given a work directory (see dmf.eval.generation.partial)."""
 import math
 import time
 from dataclasses import dataclass
@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 
 from dmf.eval import dist as edist
-from dmf.eval.images import to_uint8
-from dmf.eval.partial import PartialRun
-from dmf.eval.precision import tf32 as tf32_scope
-from dmf.eval.seeding import index_inputs
+from dmf.eval.generation.images import to_uint8
+from dmf.eval.generation.partial import PartialRun
+from dmf.eval.generation.precision import tf32 as tf32_scope
+from dmf.eval.generation.seeding import index_inputs
+from dmf.eval.progress import Progress, say
 
 
 @dataclass
@@ -115,10 +116,6 @@ class AlignedFeed:
         self.parts = [(images[n:], labels[n:], indices[n:])] if n < len(indices) else []
 
 
-def _log(msg: str):
-    print(f"[dmf eval] {msg}", flush=True)
-
-
 @dataclass
 class Outcome:
     states: dict | None  # merged metric states: on the main rank (every rank in memory mode), else None
@@ -128,7 +125,7 @@ class Outcome:
 
 def run(plan: Plan, render, scorer=None, info: edist.DistInfo | None = None, work_dir: str | Path | None = None,
         fingerprint: dict | None = None, writers=(), checkpoint_every_s: float = 300.0, label: str = "",
-        log=_log) -> Outcome:
+        log=say) -> Outcome:
     """Generate plan.num_samples images and merge the metric states. With work_dir, progress is saved there and
     the run resumes; without (the training callbacks), states are gathered in memory onto every rank."""
     info = info or edist.current()
@@ -147,7 +144,9 @@ def run(plan: Plan, render, scorer=None, info: edist.DistInfo | None = None, wor
     todo = [c for c in range(plan.num_chunks) if c not in done]
     mine = todo[info.rank::info.world_size]
     my_done, n_images = [], 0
-    t0 = last_save = last_log = time.time()
+    todo_images = sum(len(plan.chunk(c)) for c in todo)
+    progress = Progress(label, todo_images, scale=info.world_size, emit=log)
+    t0 = last_save = time.time()
     for c in mine:
         feed = AlignedFeed(scorer, states, plan.feature_batch_size) if scorer is not None else None
         for idx in plan.chunk(c).split(plan.batch_size):
@@ -159,6 +158,7 @@ def run(plan: Plan, render, scorer=None, info: edist.DistInfo | None = None, wor
                 for w in writers:
                     w.write(idx, cpu_images, cpu_y)
             n_images += len(idx)
+            progress.update(n_images)
         if feed is not None:
             feed.flush()
         for w in writers:
@@ -168,9 +168,6 @@ def run(plan: Plan, render, scorer=None, info: edist.DistInfo | None = None, wor
         if partial is not None and now - last_save > checkpoint_every_s:
             partial.save(attempt, info.rank, my_done, scorer.states_to_dict(states) if scorer else {})
             last_save = now
-        if info.is_main and now - last_log > 30:
-            log(f"{label}: rank 0 at {len(my_done)}/{len(mine)} chunks, {n_images / (now - t0):.1f} img/s per process")
-            last_log = now
     elapsed = time.time() - t0
     rate = sum(edist.all_gather_object(n_images / elapsed if elapsed > 0 else 0.0))
     if partial is None:  # in memory: every rank gets everything

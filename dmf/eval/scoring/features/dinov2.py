@@ -8,8 +8,8 @@ scale factor (16 + 0.1) / 37, no antialias), so features match the hub model's, 
 import torch
 import torch.nn.functional as F
 
-from dmf.eval.features.base import FeatureExtractor
-from dmf.eval.features.weights import locate_weights
+from dmf.eval.scoring.features.base import FeatureExtractor
+from dmf.eval.scoring.features.weights import locate_weights
 from dmf.models.checkpoint import safe_load
 
 FILENAME = "dinov2_vitl14_pretrain.pth"

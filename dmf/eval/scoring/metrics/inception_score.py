@@ -5,7 +5,7 @@ IS_split = exp(KL_split); the score is the mean (and std) over splits, as in tor
 import numpy as np
 import torch
 
-from dmf.eval.metrics.base import Metric, MetricState
+from dmf.eval.scoring.metrics.base import Metric, MetricState
 
 
 class InceptionScoreState(MetricState):

@@ -2,9 +2,9 @@
 import torch
 from hydra.utils import instantiate
 
-from dmf.eval.features.base import FeatureExtractor
-from dmf.eval.metrics.base import Metric
-from dmf.eval.precision import full_fp32
+from dmf.eval.scoring.features.base import FeatureExtractor
+from dmf.eval.scoring.metrics.base import Metric
+from dmf.eval.generation.precision import full_fp32
 
 
 class Scorer:

@@ -1,0 +1,1 @@
+"""Reference statistics: real-image sources, building statistics from them, and the statistics files."""
