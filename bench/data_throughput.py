@@ -74,7 +74,7 @@ def main():
         root = Path(tmp)
         t0 = time.perf_counter()
         write_npy_folder(root, a.num_samples, latent)
-        preprocess(root, root, layout="wds", shard_size=1000, num_workers=a.workers, progress=False)
+        preprocess(root, root, layout="wds", shard_size=1000, num_workers=a.workers, progress=False, images=False)
         prep_s = time.perf_counter() - t0
         results = {
             "webdataset shards (ShardDataModule)": time_epochs(lambda: ShardDataModule(root=str(root), **common),

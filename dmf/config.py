@@ -102,14 +102,16 @@ def validate_training(cfg: DictConfig) -> None:
 
 
 def validate_repa(cfg: DictConfig) -> None:
-    """REPA aligns with an encoder of the raw images: latent data must carry them (pixel-space data is its own)."""
+    """REPA aligns with an encoder of the raw images: latent data must deliver them (data.datamodule.images, which the
+    ImageNet data configs derive from objective.repa_weight); pixel-space data is its own image."""
     weight = OmegaConf.select(cfg, "objective.repa_weight", default=0.0) or 0.0
     if weight > 0 and cfg.data.latent_downsample > 1 and not OmegaConf.select(cfg, "data.datamodule.images", default=False):
         raise ConfigError(
             f"objective.repa_weight={weight} aligns the SiT with an encoder of the raw images, but data={cfg.data.name} "
-            f"yields VAE latents without them (the latent datamodules do not deliver images yet). Fix: train REPA on "
-            f"pixel-space data (e.g. experiment=digits_flow objective.repa_weight=0.5), start DMF from the published "
-            f"SiT-XL/2+REPA checkpoint, or set objective.repa_weight=0")
+            f"delivers VAE latents without them (data.datamodule.images is false or absent). Fix: ImageNet latents "
+            f"preprocessed with their images (data=imagenet256_latents or imagenet256_wds; `python run.py "
+            f"mode=preprocess ... preprocess.images=true`, the default), pixel-space data (e.g. experiment=digits_flow "
+            f"objective.repa_weight=0.5), or objective.repa_weight=0")
 
 
 def validate_sampler(cfg: DictConfig) -> None:

@@ -4,6 +4,8 @@ Constructor arguments come from the data config's `datamodule:` node. `batch_siz
 Under DDP, rank and world size come from the attached trainer: the folder dataset gets a
 DistributedSampler seeded by `seed` (Lightning calls its set_epoch), the shard dataset splits shards
 itself (see dmf.data.shards). Posterior noise and flips come from RNGs seeded by (seed, rank, epoch).
+`images` (the data configs set it when objective.repa_weight > 0): batches are (image, latent, label), the uint8
+images the latents were encoded from, for REPA's encoder; else the lean (latent, label).
 """
 import logging
 import warnings
@@ -15,7 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from dmf.core.ranks import rank_and_world
 from dmf.core.seeds import mix_seed
 from dmf.data import layout as L
-from dmf.data.errors import check_policy
+from dmf.data.errors import check_policy, no_images
 from dmf.data.latent import expected_shape
 from dmf.data.latent_folder import LatentFolderDataset
 from dmf.data.shards import ShardDataset
@@ -41,7 +43,7 @@ class _LatentDataModule(pl.LightningDataModule):
     def __init__(self, batch_size: int = 32, num_workers: int = 4, seed: int = 0, flip: bool = False,
                  on_error: str = "raise", scale: float = 0.18215, latent_channels: int | None = None,
                  latent_size: int | None = None, num_classes: int | None = None, pin_memory: bool = True,
-                 persistent_workers: bool = True, prefetch_factor: int | None = 4):
+                 persistent_workers: bool = True, prefetch_factor: int | None = 4, images: bool = False):
         super().__init__()
         if int(batch_size) < 1:
             raise ValueError(f"data.global_batch_size={batch_size} must be >= 1 (it is per process)")
@@ -49,6 +51,7 @@ class _LatentDataModule(pl.LightningDataModule):
         self.flip, self.on_error, self.scale = bool(flip), check_policy(on_error), float(scale)
         self.latent_channels, self.latent_size, self.num_classes = latent_channels, latent_size, num_classes
         self.pin_memory, self.persistent_workers, self.prefetch_factor = pin_memory, persistent_workers, prefetch_factor
+        self.images = bool(images)
         self.dataset = None
 
     def rank_and_world(self) -> tuple[int, int]:
@@ -90,7 +93,7 @@ class LatentFolderDataModule(_MapDataModule):
         if self.dataset is None:
             self.dataset = LatentFolderDataset(
                 self.root, self.scale, self.latent_channels, self.latent_size, self.num_classes, self.flip,
-                self.on_error, self.check_files)
+                self.on_error, self.check_files, self.images)
 
 
 class SyntheticDataModule(_MapDataModule):
@@ -99,6 +102,8 @@ class SyntheticDataModule(_MapDataModule):
         self.num_samples = int(num_samples)
 
     def setup(self, stage: str | None = None) -> None:
+        if self.images:
+            raise ValueError(no_images("data=synthetic", "random latents have no images"))
         if self.dataset is None:
             self.dataset = SyntheticLatentDataset(
                 self.num_samples, self.latent_channels or 4, self.latent_size or 32, self.num_classes or 1000,
@@ -133,6 +138,8 @@ class ShardDataModule(_LatentDataModule):
             if want is not None and have is not None and have != want:
                 raise ValueError(f"{directory}: shards hold moments of shape {have} but the data config expects "
                                  f"{want}; pick the data config of their resolution")
+            if self.images and not manifest.get("images"):
+                raise ValueError(no_images(str(directory), f"{L.MANIFEST} says the shards carry no images"))
             if self.num_classes is not None and manifest["num_classes"] > self.num_classes:
                 raise ValueError(f"{directory}: labels go up to {manifest['num_classes'] - 1} but "
                                  f"data.num_classes={self.num_classes}")
@@ -158,7 +165,7 @@ class ShardDataModule(_LatentDataModule):
             latent_size=self.latent_size, num_classes=self.num_classes, seed=self.seed,
             resampled=self.resampled, shuffle_buffer=self.shuffle_buffer, flip=self.flip,
             on_error=self.on_error, rank=rank, world_size=world, num_workers=self.num_workers,
-            batch_size=self.batch_size, epoch=epoch, shard_counts=self._counts)
+            batch_size=self.batch_size, epoch=epoch, shard_counts=self._counts, images=self.images)
 
     def train_dataloader(self) -> DataLoader:
         # our __len__ is exact: every worker is told its share (ShardDataset.samples_per_worker)

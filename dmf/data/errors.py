@@ -46,3 +46,12 @@ class ErrorPolicy:
             info = torch.utils.data.get_worker_info()
             who = "main process" if info is None else f"DataLoader worker {info.id}"
             log.warning("%s (%s): skipped bad sample #%d (on_error=skip): %s", self.where, who, n, err)
+
+
+def no_images(where: str, found: str) -> str:
+    """The one message for latent data asked for images it does not hold (REPA pretraining)."""
+    return (f"{where}: {found}, but the run needs the raw images beside the latents (data.datamodule.images=true, "
+            f"which objective.repa_weight > 0 sets: REPA aligns with an encoder of the images). This dataset was "
+            f"preprocessed without them: run `python run.py mode=preprocess data=<this data config> "
+            f"preprocess.input=<the image folder> preprocess.images=true` into a new preprocess.out (docs/data.md), "
+            f"or set objective.repa_weight=0")

@@ -1,4 +1,5 @@
-"""Source images for preprocessing: listing (folder or zip), labels, the ADM center crop, a Dataset.
+"""Source images for preprocessing: listing (folder or zip), labels, the ADM center crop, a Dataset; and the
+stored crops (PNG) that travel with the latents for REPA.
 
 Order and labels follow the reference tool (EDM2's dataset_tool, used by the published latents):
 files sorted by relative path, index = position in that order, label = index of the top-level class
@@ -16,6 +17,8 @@ import numpy as np
 import PIL.Image
 import torch
 from torch.utils.data import Dataset
+
+from dmf.data.errors import DataError
 
 
 def _is_image(name: str) -> bool:
@@ -123,17 +126,37 @@ def center_crop_adm(image: PIL.Image.Image, size: int) -> np.ndarray:
     return arr[top:top + size, left:left + size]
 
 
+def png_bytes(image: torch.Tensor) -> bytes:
+    """uint8 (3, H, W) -> an uncompressed PNG, as the REPA/EDM2 dataset tool stores its crops (fast to decode)."""
+    buf = io.BytesIO()
+    PIL.Image.fromarray(image.permute(1, 2, 0).numpy()).save(buf, format="png", compress_level=0, optimize=False)
+    return buf.getvalue()
+
+
+def decode_image(data: bytes, name: str) -> torch.Tensor:
+    """A stored crop -> uint8 (3, H, W); any failure is a DataError naming `name`."""
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as image:
+            arr = np.asarray(image.convert("RGB"))
+    except Exception as err:
+        raise DataError(f"{name}: cannot decode the image ({type(err).__name__}: {err}); the file is corrupt or "
+                        f"truncated: re-run preprocessing for it, or set data.on_error=skip") from err
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
 class CroppedImages(Dataset):
-    """Item i of `indices` -> (global index, uint8 (3, R, R), error message or "").
+    """Item i of `indices` -> (global index, uint8 (3, R, R), error message or "", PNG bytes of the crop or None).
 
     A decode failure is returned, not raised, so the caller applies the on_error policy with the file
     name, and one bad JPEG cannot kill a DataLoader worker (and the whole run) without saying which.
+    The PNG (with `png`) is encoded here, in the DataLoader workers, not in the process feeding the VAE.
     """
 
-    def __init__(self, listing: ImageListing, resolution: int, indices):
+    def __init__(self, listing: ImageListing, resolution: int, indices, png: bool = False):
         self.listing = listing
         self.resolution = int(resolution)
         self.indices = np.asarray(indices, dtype=np.int64)
+        self.png = bool(png)
         self._zip = None
         self._zip_pid = None
 
@@ -155,11 +178,11 @@ class CroppedImages(Dataset):
             with self._open(rel) as f:
                 image = PIL.Image.open(f)
                 image = image.convert("RGB")
-            arr = center_crop_adm(image, self.resolution)
-            return index, torch.from_numpy(np.array(arr)).permute(2, 0, 1), ""
+            crop = torch.from_numpy(np.array(center_crop_adm(image, self.resolution))).permute(2, 0, 1)
+            return index, crop, "", png_bytes(crop) if self.png else None
         except Exception as err:  # any decode failure: reported with the file name by the caller
             blank = torch.zeros(3, self.resolution, self.resolution, dtype=torch.uint8)
-            return index, blank, f"{rel}: cannot decode the image ({type(err).__name__}: {err})"
+            return index, blank, f"{rel}: cannot decode the image ({type(err).__name__}: {err})", None
 
     def __getstate__(self):  # zip handles do not survive pickling into workers
         return {**self.__dict__, "_zip": None, "_zip_pid": None}

@@ -4,7 +4,10 @@
     python -m dmf.data.preprocess --input /data/ILSVRC/train --out datasets/imagenet256 --resolution 256
 
 Layouts: `npy` (the reference vae-sd/ folder), `wds` (webdataset shards), `both` (npy, then shards
-packed from it without encoding twice). An input that already is a latent folder can be packed into
+packed from it without encoding twice). With `images` (the default), the ADM crop each latent was encoded
+from travels with it, for REPA pretraining: the npy layout writes the REPA authors' images/ folder beside
+vae-sd/ (images/<folder>/img<index>.png + dataset.json, same numbers and labels), shards get a
+<key>.image.png member. An input that already is a latent folder can be packed into
 shards (layout wds). Work is cut into chunks (a 1,000-file folder or a shard) committed atomically,
 so a run can be killed and re-run at any time: finished chunks are skipped. Several processes (GPUs,
 array jobs) may share the work with `part`/`num_parts` (torchrun sets them); the one that completes
@@ -70,7 +73,7 @@ def _diff(old: dict, new: dict, prefix="") -> list[str]:
     return out
 
 
-def _check_plan(writer: ChunkWriter, plan: dict, final_dir: Path) -> None:
+def _check_plan(writer: ChunkWriter, plan: dict) -> None:
     """Refuse to mix two datasets in one output folder; never overwrite what this tool did not write."""
     path = writer.state / "plan.json"
     if path.is_file():
@@ -78,10 +81,12 @@ def _check_plan(writer: ChunkWriter, plan: dict, final_dir: Path) -> None:
         if differences:
             raise ValueError(f"{writer.out} already holds a different {writer.layout} preprocessing run: "
                              + "; ".join(differences) + ". Choose another preprocess.out, or delete "
-                             f"{final_dir} and {writer.state} to start over.")
-    elif final_dir.exists() and any(final_dir.iterdir()):
-        raise ValueError(f"{final_dir} exists and was not written by this tool (no {path}); refusing to "
-                         f"overwrite it. Choose another preprocess.out or move it away.")
+                             f"{' and '.join(map(str, writer.final_dirs()))} and {writer.state} to start over.")
+        return
+    for final_dir in writer.final_dirs():
+        if final_dir.exists() and any(final_dir.iterdir()):
+            raise ValueError(f"{final_dir} exists and was not written by this tool (no {path}); refusing to "
+                             f"overwrite it. Choose another preprocess.out or move it away.")
 
 
 def _run_chunks(source, writer: ChunkWriter, listing: ImageListing, policy: ErrorPolicy, *, batch_size,
@@ -98,10 +103,10 @@ def _run_chunks(source, writer: ChunkWriter, listing: ImageListing, policy: Erro
                         batch_sampler=ChunkBatches(lengths, batch_size), num_workers=num_workers,
                         collate_fn=source.collate, pin_memory=torch.cuda.is_available())
     shape = tuple(expected_shape) if expected_shape is not None else None
-    k, moments, skipped, seen = 0, {}, [], 0
+    k, moments, pngs, skipped, seen = 0, {}, {}, [], 0
     with tqdm(total=sum(lengths), disable=not progress, desc=f"preprocess -> {writer.layout}", unit="img") as bar:
         for batch in loader:
-            for index, m, err in source.process(batch):
+            for index, m, err, png in source.process(batch):
                 if not err and shape is not None and tuple(m.shape) != shape:
                     err = f"{listing.relpaths[index]}: moments of shape {tuple(m.shape)}, expected {shape}"
                 if err:
@@ -110,11 +115,13 @@ def _run_chunks(source, writer: ChunkWriter, listing: ImageListing, policy: Erro
                 else:
                     shape = shape or tuple(m.shape)
                     moments[int(index)] = m
+                    if png is not None:
+                        pngs[int(index)] = png
                 seen += 1
             bar.update(len(batch[0]))
             if seen == lengths[k]:  # batches never straddle chunks, so a chunk completes on a batch edge
-                writer.commit(pending[k], moments, skipped)
-                k, moments, skipped, seen = k + 1, {}, [], 0
+                writer.commit(pending[k], moments, skipped, pngs)
+                k, moments, pngs, skipped, seen = k + 1, {}, {}, [], 0
     writer.clean_tmp()
 
 
@@ -140,7 +147,8 @@ def _finalize(writer, listing: ImageListing) -> dict | None:
         if found != expected:
             raise RuntimeError(
                 f"{writer.output_path(c)} holds {len(found)} samples where {len(expected)} were written{reason}; "
-                f"delete it and {writer.record_path(c)} and re-run to redo that chunk")
+                f"delete {' and '.join(map(str, writer.output_paths(c)))} and {writer.record_path(c)} and re-run "
+                f"to redo that chunk")
         kept += good
         skipped += record["skipped"]
         if record["shape"] is not None:
@@ -208,10 +216,11 @@ def preprocess(input, out, resolution: int | None = None, vae=None, *, layout: s
                folder_size: int = 1000, shard_size: int = 1000, batch_size: int = 32, num_workers: int = 4,
                device: str = "auto", on_error: str = "raise", seed: int = 0, limit: int | None = None,
                num_classes: int | None = None, latent_shape=None, part: int | None = None,
-               num_parts: int | None = None, progress: bool = True) -> dict:
+               num_parts: int | None = None, progress: bool = True, images: bool = True) -> dict:
     """Run (or resume) preprocessing; returns {layout: report} for the layouts completed by this call.
 
     `vae` (an object with encode_moments, downsample, latent_channels) is only needed for images.
+    `images`: the crops travel with the latents (images/ beside vae-sd/, an image.png in each shard sample).
     Everything that can fail cheaply is checked before the first image is encoded."""
     if layout not in LAYOUTS:
         raise ValueError(f"preprocess.layout={layout!r}: expected one of {LAYOUTS}")
@@ -226,6 +235,10 @@ def preprocess(input, out, resolution: int | None = None, vae=None, *, layout: s
     from_latents = _is_latent_folder(input)
     if from_latents and layout != "wds":
         raise ValueError(f"{input} already is a latent folder; it can only be packed into shards (layout=wds)")
+    if from_latents and images and not (L.image_dir(L.npy_dir(input)) / "dataset.json").is_file():
+        raise ValueError(f"{input} has no {L.IMAGE_DIR}/dataset.json beside its latents, so the shards cannot carry "
+                         f"the images (REPA pretraining needs them): set preprocess.images=false to pack the latents "
+                         f"alone, or preprocess the images with preprocess.images=true")
     listing = list_latents(input) if from_latents else list_images(input, limit)
     if num_classes is not None and len(listing.classes) > int(num_classes):
         raise ValueError(f"{input} has {len(listing.classes)} classes but data.num_classes={num_classes}")
@@ -235,25 +248,26 @@ def preprocess(input, out, resolution: int | None = None, vae=None, *, layout: s
     source_id = ({"kind": "latents", "digest": listing.digest(), "num_items": len(listing)} if from_latents
                  else _encoder_identity(listing, resolution, vae, latent_shape))
 
-    keys, labels = listing.keys, listing.labels
-    npy = NpyFolderWriter(out, keys, labels, folder_size, part) if layout in ("npy", "both") else None
-    wds = ShardWriter(out, keys, labels, shard_size, seed, part) if layout in ("wds", "both") else None
-    plans = [(w, plan, d) for w, plan, d in (
-        (npy, {"source": source_id, "folder_size": int(folder_size)}, out / L.NPY_DIR),
-        (wds, {"source": source_id, "shard_size": int(shard_size), "seed": int(seed)}, out / L.WDS_DIR)) if w]
-    for writer, plan, final_dir in plans:  # all checked before anything is written
-        _check_plan(writer, plan, final_dir)
-    for writer, plan, _ in plans:
+    keys, labels, images = listing.keys, listing.labels, bool(images)
+    npy = NpyFolderWriter(out, keys, labels, folder_size, part, images) if layout in ("npy", "both") else None
+    wds = ShardWriter(out, keys, labels, shard_size, seed, part, images) if layout in ("wds", "both") else None
+    with_images = {"images": True} if images else {}  # absent when false: plans written before the key still match
+    plans = [(w, plan) for w, plan in (
+        (npy, {"source": source_id, "folder_size": int(folder_size), **with_images}),
+        (wds, {"source": source_id, "shard_size": int(shard_size), "seed": int(seed), **with_images})) if w]
+    for writer, plan in plans:  # all checked before anything is written
+        _check_plan(writer, plan)
+    for writer, plan in plans:
         L.write_json_atomic(writer.state / "plan.json", plan)
 
     policy = ErrorPolicy(on_error, where="preprocess")
     run = dict(batch_size=int(batch_size), num_workers=int(num_workers), part=part, num_parts=num_parts,
                progress=progress, expected_shape=latent_shape)
     if from_latents:
-        source, first = LatentCopier(listing), wds
+        source, first = LatentCopier(listing, images=images), wds
     else:
         device = _resolve_device(device)
-        source, first = ImageEncoder(listing, resolution, vae.to(device).eval(), device), npy or wds
+        source, first = ImageEncoder(listing, resolution, vae.to(device).eval(), device, images), npy or wds
     _run_chunks(source, first, listing, policy, **run)
     reports = {first.layout: _finalize(first, listing)}
     if layout == "both" and reports["npy"] is not None:
@@ -262,7 +276,7 @@ def preprocess(input, out, resolution: int | None = None, vae=None, *, layout: s
         stored = ImageListing(str(out / L.NPY_DIR), [L.npy_relpath(i, folder_size) for i in range(len(listing))],
                               labels, listing.classes, keys)
         known_bad = {s["index"]: f"skipped by the npy stage: {s['error']}" for s in reports["npy"]["skipped_files"]}
-        _run_chunks(LatentCopier(stored, known_bad), wds, stored, policy, **{**run, "part": 0, "num_parts": 1})
+        _run_chunks(LatentCopier(stored, known_bad, images), wds, stored, policy, **{**run, "part": 0, "num_parts": 1})
         reports["wds"] = _finalize(wds, stored)
     return {k: v for k, v in reports.items() if v is not None}
 
@@ -293,7 +307,7 @@ def main(cfg) -> dict:
         p.input, p.out, int(data.resolution), vae, layout=p.layout, folder_size=p.folder_size,
         shard_size=p.shard_size, batch_size=p.batch_size, num_workers=p.num_workers, device=p.device,
         on_error=p.on_error, seed=p.seed, limit=p.limit, num_classes=data.get("num_classes"),
-        latent_shape=shape, part=p.part, num_parts=p.num_parts, progress=p.progress)
+        latent_shape=shape, part=p.part, num_parts=p.num_parts, progress=p.progress, images=p.get("images", True))
 
 
 def cli(argv=None) -> dict:
@@ -318,6 +332,8 @@ def cli(argv=None) -> dict:
     ap.add_argument("--part", type=int, default=None)
     ap.add_argument("--num-parts", type=int, default=None)
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-images", action="store_true", help="latents only: no images/ folder, no image.png in "
+                    "shards (REPA pretraining then cannot use the data)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     vae = None
@@ -328,7 +344,8 @@ def cli(argv=None) -> dict:
     return preprocess(a.input, a.out, a.resolution, vae, layout=a.layout, folder_size=a.folder_size,
                       shard_size=a.shard_size, batch_size=a.batch_size, num_workers=a.num_workers,
                       device=a.device, on_error=a.on_error, seed=a.seed, limit=a.limit,
-                      num_classes=a.num_classes, part=a.part, num_parts=a.num_parts, progress=not a.no_progress)
+                      num_classes=a.num_classes, part=a.part, num_parts=a.num_parts, progress=not a.no_progress,
+                      images=not a.no_images)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Splitting and seeding, for rank r of W and DataLoader worker k of K, in epoch e:
 - not resampled (exact passes): one shard permutation seeded by (seed, e), shared by all, then
   shards[r::W][k::K]: every sample exactly once per epoch over all ranks and workers.
 The shuffle buffer, the flips and the posterior noise use RNGs seeded the same way.
+With `images`, samples are (uint8 image (3, R, R), latent, label): the .image.png member, flipped with the latent.
 """
 import logging
 import math
@@ -18,8 +19,10 @@ from torch.utils.data import IterableDataset
 
 from dmf.core.seeds import mix_seed
 from dmf.data.distributed import worker_and_count
-from dmf.data.errors import DataError, ErrorPolicy
+from dmf.data.errors import DataError, ErrorPolicy, no_images
+from dmf.data.images import decode_image
 from dmf.data.latent import check_moments, expected_shape, load_npy, sample_latent
+from dmf.data.layout import IMAGE_MEMBER
 from dmf.data.tario import iter_samples
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,7 @@ class ShardDataset(IterableDataset):
                  num_classes: int | None = None, seed: int = 0, resampled: bool = True,
                  shuffle_buffer: int = 1000, flip: bool = False, on_error: str = "raise", rank: int = 0,
                  world_size: int = 1, num_workers: int = 0, batch_size: int = 1, epoch: int = 0,
-                 shard_counts: dict[str, int] | None = None):
+                 shard_counts: dict[str, int] | None = None, images: bool = False):
         if not urls:
             raise ValueError("ShardDataset needs at least one shard")
         if resampled and not num_samples:
@@ -63,6 +66,7 @@ class ShardDataset(IterableDataset):
         # samples per shard (from the manifest): a tar cut at a member boundary reads as a shorter, valid
         # tar, so only the expected count can tell that samples are missing
         self.shard_counts = dict(shard_counts or {})
+        self.images, self.image_shape = bool(images), None
         self.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
@@ -126,7 +130,16 @@ class ShardDataset(IterableDataset):
             raise DataError(f"{name}: .cls is {sample['cls'][:20]!r}, not an integer label") from None
         if label < 0 or (self.num_classes is not None and label >= self.num_classes):
             raise DataError(f"{name}: label {label} outside [0, {self.num_classes})")
-        return torch.from_numpy(moments), label
+        if not self.images:
+            return torch.from_numpy(moments), label, None
+        if IMAGE_MEMBER not in sample:
+            raise DataError(no_images(name, f"the sample has no .{IMAGE_MEMBER} member"))
+        image = decode_image(sample[IMAGE_MEMBER], name)
+        self.image_shape = self.image_shape or tuple(image.shape)
+        if tuple(image.shape) != self.image_shape:
+            raise DataError(f"{name}: image of shape {tuple(image.shape)}, the others are {self.image_shape}: the "
+                            f"shards mix resolutions; re-run preprocessing")
+        return torch.from_numpy(moments), label, image
 
     def __iter__(self):
         worker, num_workers = worker_and_count()
@@ -148,9 +161,13 @@ class ShardDataset(IterableDataset):
                 yield item
 
         n = 0
-        for moments, label in shuffled(decoded(), self.shuffle_buffer, rng):
+        for moments, label, image in shuffled(decoded(), self.shuffle_buffer, rng):
             flip = self.flip and rng.random() < 0.5
-            yield sample_latent(moments, self.scale, gen, flip), label
+            latent = sample_latent(moments, self.scale, gen, flip)
+            if image is None:
+                yield latent, label
+            else:
+                yield (image.flip(-1) if flip else image), latent, label
             n += 1
             if limit is not None and n >= limit:
                 return

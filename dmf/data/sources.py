@@ -1,4 +1,5 @@
-"""Where preprocessing gets moments from: images through the VAE, or an existing .npy latent folder."""
+"""Where preprocessing gets moments from: images through the VAE, or an existing .npy latent folder; with the
+image's PNG beside them when images travel with the latents (process() yields (index, moments, error, png))."""
 import re
 
 import numpy as np
@@ -28,8 +29,11 @@ def list_latents(root) -> ImageListing:
 
 
 class _NpyMoments(Dataset):
-    def __init__(self, listing: ImageListing, indices, known_bad: dict):
+    """Item -> (index, moments, error, PNG bytes of its image in `image_dir` or None)."""
+
+    def __init__(self, listing: ImageListing, indices, known_bad: dict, image_dir: str | None = None):
         self.listing, self.indices, self.known_bad = listing, np.asarray(indices, dtype=np.int64), known_bad
+        self.image_dir = image_dir
 
     def __len__(self):
         return len(self.indices)
@@ -37,22 +41,28 @@ class _NpyMoments(Dataset):
     def __getitem__(self, i):
         index = int(self.indices[i])
         if index in self.known_bad:
-            return index, None, self.known_bad[index]
-        path = f"{self.listing.source}/{self.listing.relpaths[index]}"
+            return index, None, self.known_bad[index], None
+        rel = self.listing.relpaths[index]
+        path = f"{self.listing.source}/{rel}"
         try:
-            return index, torch.from_numpy(check_moments(load_npy(path, path), None, path)), ""
+            moments = torch.from_numpy(check_moments(load_npy(path, path), None, path))
+            png = None
+            if self.image_dir is not None:
+                with open(f"{self.image_dir}/{L.image_relpath_of(rel)}", "rb") as f:
+                    png = f.read()
+            return index, moments, "", png
         except Exception as err:
-            return index, None, str(err)
+            return index, None, str(err), None
 
 
 def _collate_list(batch):
-    indices, payload, errors = zip(*batch)
-    return list(indices), list(payload), list(errors)
+    indices, payload, errors, pngs = zip(*batch)
+    return list(indices), list(payload), list(errors), list(pngs)
 
 
 def _collate_images(batch):
-    indices, images, errors = zip(*batch)
-    return list(indices), torch.stack(images), list(errors)
+    indices, images, errors, pngs = zip(*batch)
+    return list(indices), torch.stack(images), list(errors), list(pngs)
 
 
 class ImageEncoder:
@@ -60,37 +70,40 @@ class ImageEncoder:
 
     needs_vae = True
 
-    def __init__(self, listing: ImageListing, resolution: int, vae, device: torch.device):
+    def __init__(self, listing: ImageListing, resolution: int, vae, device: torch.device, images: bool = False):
         self.listing, self.resolution, self.vae, self.device = listing, int(resolution), vae, device
+        self.images = bool(images)
         self.collate = _collate_images
 
     def dataset(self, indices) -> Dataset:
-        return CroppedImages(self.listing, self.resolution, indices)
+        return CroppedImages(self.listing, self.resolution, indices, png=self.images)
 
-    def process(self, batch) -> list[tuple[int, np.ndarray | None, str]]:
-        indices, images, errors = batch
+    def process(self, batch) -> list[tuple[int, np.ndarray | None, str, bytes | None]]:
+        indices, images, errors, pngs = batch
         ok = [k for k, e in enumerate(errors) if not e]
-        out = [(i, None, e) for i, e in zip(indices, errors)]
+        out = [(i, None, e, None) for i, e in zip(indices, errors)]
         if ok:
             x = images[ok].to(self.device, non_blocking=True).float() / 127.5 - 1.0
             moments = self.vae.encode_moments(x).cpu().numpy()
             for k, m in zip(ok, moments):
-                out[k] = (indices[k], m, "")
+                out[k] = (indices[k], m, "", pngs[k])
         return out
 
 
 class LatentCopier:
-    """Moments read from an existing .npy layout (re-packing into shards needs no VAE)."""
+    """Moments read from an existing .npy layout (re-packing into shards needs no VAE), with the PNGs of the
+    images/ folder beside it when `images`."""
 
     needs_vae = False
 
-    def __init__(self, listing: ImageListing, known_bad: dict | None = None):
+    def __init__(self, listing: ImageListing, known_bad: dict | None = None, images: bool = False):
         self.listing, self.known_bad = listing, known_bad or {}
+        self.image_dir = str(L.image_dir(listing.source)) if images else None
         self.collate = _collate_list
 
     def dataset(self, indices) -> Dataset:
-        return _NpyMoments(self.listing, indices, self.known_bad)
+        return _NpyMoments(self.listing, indices, self.known_bad, self.image_dir)
 
     def process(self, batch):
-        indices, payload, errors = batch
-        return [(i, None if p is None else p.numpy(), e) for i, p, e in zip(indices, payload, errors)]
+        indices, payload, errors, pngs = batch
+        return [(i, None if p is None else p.numpy(), e, png) for i, p, e, png in zip(indices, payload, errors, pngs)]

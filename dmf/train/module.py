@@ -31,8 +31,9 @@ class TrainModule(L.LightningModule):
         return take(self._draws[1], micro * n, (micro + 1) * n)
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss, logs = self.objective(self.net, x, y, draws=self.step_draws(x, batch_idx))
+        *images, x, y = batch  # (image, latent, label) when the objective aligns with the raw images (REPA)
+        extra = {"images": images[0]} if images else {}
+        loss, logs = self.objective(self.net, x, y, draws=self.step_draws(x, batch_idx), **extra)
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in logs.items()})
         return loss

@@ -39,14 +39,14 @@ def write_images(root: Path) -> Path:
     return root
 
 
-def run_preprocess(images, out, vae_dir, **kw):
+def run_preprocess(source, out, vae_dir, **kw):
     from dmf.data.preprocess import preprocess
     from dmf.data.vae import SDVAE
 
     args = dict(layout="both", folder_size=4, shard_size=4, batch_size=3, num_workers=0, progress=False,
                 device="cpu")
     args.update(kw)
-    return preprocess(images, out, RESOLUTION, SDVAE(str(vae_dir)), **args)
+    return preprocess(source, out, RESOLUTION, SDVAE(str(vae_dir)), **args)
 
 
 def tree_bytes(root: Path, sub: str) -> dict[str, bytes]:

@@ -77,5 +77,6 @@ def test_undecodable_image_is_reported_with_its_name(image_dir, tmp_path):
     shutil.copytree(image_dir, src)
     (src / "n02_dog" / "img1.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     listing = list_images(src)
-    index, image, err = CroppedImages(listing, 64, [4])[0]
+    index, image, err, png = CroppedImages(listing, 64, [4])[0]
     assert index == 4 and image.shape == (3, 64, 64) and err.startswith("n02_dog/img1.jpg: cannot decode")
+    assert png is None

@@ -11,27 +11,7 @@ from dmf.digits.repa_encoder import DigitsEncoder, DigitsTokenNet, augment, nt_x
 from dmf.objectives.encoders.dinov2 import DINOv2Encoder
 from dmf.train.entry import train
 from tests.helpers import compose_config
-
-TINY_VIT = {"embed_dim": 32, "depth": 1, "num_heads": 2}
-
-
-@pytest.fixture(scope="module")
-def dinov2_file(tmp_path_factory):
-    """A tiny DINOv2-shaped ViT saved as the hub file is: a 37 x 37 position grid (518 px) and a mask token."""
-    import timm
-
-    torch.manual_seed(0)
-    net = timm.create_model("vit_base_patch14_dinov2", pretrained=False, img_size=518, num_classes=0, **TINY_VIT)
-    sd = net.state_dict()
-    for p in sd.values():
-        p.normal_(std=0.5)
-    # a position embedding that is linear across the grid: resampling must keep it linear on the new grid
-    centres = (torch.arange(37) + 0.5) / 37
-    sd["pos_embed"][0, 1:] = centres.view(37, 1, 1).expand(37, 37, 32).reshape(37 * 37, 32)
-    sd["mask_token"] = torch.zeros(1, 32)
-    path = tmp_path_factory.mktemp("dinov2") / "dinov2_vitb14_pretrain.pth"
-    torch.save(sd, path)
-    return path
+from tests.objectives.conftest import TINY_VIT
 
 
 def test_dinov2_encoder_follows_the_authors_preprocessing(dinov2_file):
@@ -116,9 +96,18 @@ def test_digits_encoder_trains_once_and_caches(tmp_path, monkeypatch):
 
 
 def test_repa_on_latents_without_images_is_refused_before_any_work():
-    with pytest.raises(ConfigError, match="objective.repa_weight=0.5 aligns .* raw images"):
-        validate(compose_config(["experiment=sit_xl_256_repa"]))
-    validate(compose_config(["experiment=sit_xl_256_repa", "objective.repa_weight=0"]))
+    # the ImageNet data configs deliver the images exactly when the objective aligns with them
+    for exp in ("sit_xl_256_repa", "sit_xl_512_repa"):
+        for data in ("imagenet256_latents", "imagenet256_wds"):
+            cfg = compose_config([f"experiment={exp}", f"data={data}"])
+            validate(cfg)
+            assert cfg.data.datamodule.images is True
+    assert compose_config(["experiment=sit_xl_256_repa", "objective.repa_weight=0"]).data.datamodule.images is False
+    assert compose_config(["experiment=dmf_xl_256"]).data.datamodule.images is False
+    # latent data that cannot deliver them is refused by the config check
+    for extra in (["data.datamodule.images=false"], ["data=synthetic"]):
+        with pytest.raises(ConfigError, match="objective.repa_weight=0.5 aligns .* raw images.*preprocess.images=true"):
+            validate(compose_config(["experiment=sit_xl_256_repa", *extra]))
 
 
 @pytest.mark.slow
