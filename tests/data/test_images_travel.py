@@ -2,7 +2,6 @@
 beside vae-sd/ and an image.png into each shard sample, in the latents' order with their labels; both datasets
 pair each latent with its image (flipped together) when asked, stay (latent, label) when not, and data without
 images is refused naming the fix."""
-import io
 import json
 import tarfile
 
