@@ -3,6 +3,7 @@ import copy
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 
 def make_ema(net: nn.Module) -> nn.Module:
@@ -14,7 +15,10 @@ def make_ema(net: nn.Module) -> nn.Module:
 @torch.no_grad()
 def update_ema(ema: nn.Module, net: nn.Module, decay: float) -> None:
     for e, p in zip(ema.parameters(), net.parameters()):
-        e.lerp_(p.detach().to(e.dtype), 1.0 - decay)
+        p = p.detach()
+        if isinstance(p, DTensor):  # trainer=fsdp shards the online weights, not the EMA copy
+            p = p.full_tensor()
+        e.lerp_(p.to(e.dtype), 1.0 - decay)
     for e, b in zip(ema.buffers(), net.buffers()):
         e.copy_(b)
 

@@ -5,6 +5,7 @@ import torch
 from dmf.core.seeds import generator
 from dmf.objectives.draws import take
 from dmf.train.ema import ema_decay, make_ema, update_ema
+from dmf.train.fsdp import shard, unshard_for_step
 
 
 class TrainModule(L.LightningModule):
@@ -15,6 +16,10 @@ class TrainModule(L.LightningModule):
         self.objective = objective
         self.optim_cfg, self.ema_cfg, self.seed = dict(optim), dict(ema), int(seed)
         self._draws = None  # (optimizer step, the draws of all its micro-batches)
+
+    def configure_model(self):
+        if self.device_mesh is not None:  # trainer=fsdp (dmf/train/fsdp.py); the EMA copy stays whole
+            shard(self.net, self.device_mesh["data_parallel"])
 
     def on_fit_start(self):
         self.objective.to(self.device)  # frozen teachers/encoders live outside the state dict
@@ -33,6 +38,7 @@ class TrainModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         *images, x, y = batch  # (image, latent, label) when the objective aligns with the raw images (REPA)
         extra = {"images": images[0]} if images else {}
+        unshard_for_step(self.net)  # trainer=fsdp: no all-gather may run inside the objective's JVP
         loss, logs = self.objective(self.net, x, y, draws=self.step_draws(x, batch_idx), **extra)
         self.log("train/loss", loss, prog_bar=True)
         self.log_dict({f"train/{k}": v for k, v in logs.items()})

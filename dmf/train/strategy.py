@@ -9,9 +9,11 @@ JVP_OBJECTIVES = ("DMF",)  # objectives whose step takes a forward-mode JVP thro
 def check_strategy(cfg: DictConfig) -> None:
     strategy = cfg.trainer.get("strategy")
     name = strategy if isinstance(strategy, str) else str(strategy.get("_target_", "")) if strategy else ""
-    if "fsdp" in name.lower() and any(o in cfg.objective._target_ for o in JVP_OBJECTIVES):
+    lightning_fsdp = name.lower() in ("fsdp", "fsdp_cpu_offload") or name.endswith("strategies.FSDPStrategy")
+    if lightning_fsdp and any(o in cfg.objective._target_ for o in JVP_OBJECTIVES):
         raise ConfigError(
-            f"trainer.strategy={name} with objective {cfg.objective._target_}: the DMF step takes a forward-mode "
-            "JVP through the network, and torch.func.jvp through FSDP-wrapped modules is broken upstream "
-            "(pytorch issues 102197, 182641: the unsharded parameters are not dual tensors). Use trainer.strategy=ddp "
-            "(DMFT-XL/2 at batch 32 per GPU fits one 80 GB GPU); FSDP is open to objective=fm (no JVP).")
+            f"trainer.strategy={name} (Lightning's FSDP, FullyShardedDataParallel) with objective "
+            f"{cfg.objective._target_}: the DMF step's torch.func.jvp through its wrapped modules fails on torch 2.14 "
+            "(functorch 'level.has_value() && level <= current_level INTERNAL ASSERT FAILED' in the all-gather's "
+            "split; pytorch issues 102197, 182641). Use trainer=fsdp (strategy dmf_fsdp: FSDP2 that gathers the "
+            "weights before the JVP) or trainer.strategy=ddp.")

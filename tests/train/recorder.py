@@ -1,9 +1,15 @@
 """A callback that tests add from the command line (+callbacks.record._target_=...): it writes, per rank, the
-first batch, the first step's draws and (DDP-averaged) gradients, and a digest of the final weights."""
+first batch, the first step's draws and (DDP-averaged, FSDP-gathered) gradients, and a digest of the final weights."""
 from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch.distributed.tensor import DTensor
+
+
+def whole(t: torch.Tensor) -> torch.Tensor:
+    """A tensor as one process holds it; FSDP's shards are gathered (every rank calls this together)."""
+    return (t.full_tensor() if isinstance(t, DTensor) else t).detach().cpu().clone()
 
 
 class Recorder(Callback):
@@ -17,11 +23,11 @@ class Recorder(Callback):
     def on_before_optimizer_step(self, trainer, module, optimizer):
         if trainer.global_step == 0:
             self.record["draws"] = {k: v.cpu().clone() for k, v in module._draws[1].items()}
-            self.record["grads"] = {k: p.grad.detach().cpu().clone() for k, p in module.net.named_parameters()
+            self.record["grads"] = {k: whole(p.grad) for k, p in module.net.named_parameters()
                                     if p.grad is not None}
 
     def on_train_end(self, trainer, module):
-        self.record["final"] = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        self.record["final"] = {k: whole(v) for k, v in module.state_dict().items()}
         self.record["world_size"] = trainer.world_size
         self.path.mkdir(parents=True, exist_ok=True)
         torch.save(self.record, self.path / f"rank{trainer.global_rank}.pt")
