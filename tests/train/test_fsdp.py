@@ -70,3 +70,17 @@ def test_fsdp_resumes_a_ddp_checkpoint_as_ddp_does(tmp_path):
         for name in ("exp_avg", "exp_avg_sq"):
             torch.testing.assert_close(fsdp["optimizer_states"][0]["state"][i][name], state[name], rtol=1e-5,
                                        atol=1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the nccl/bf16-mixed path of trainer=fsdp needs CUDA")
+def test_fsdp_dmf_trains_on_gpus_with_the_ddp_checkpoint_layout(tmp_path):
+    """trainer=fsdp on the GPUs there are (at most 2; nccl, bf16-mixed): the JVP step runs and the checkpoint
+    has the DDP layout."""
+    devices = min(torch.cuda.device_count(), 2)
+    out = subprocess.run([sys.executable, "run.py", *DMF, "trainer=fsdp", f"trainer.devices={devices}",
+                          "trainer.accelerator=gpu", "trainer.max_steps=2", f"hydra.run.dir={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert_ddp_layout(DMF, tmp_path / "checkpoints" / "last.ckpt")
