@@ -72,6 +72,14 @@ def test_fsdp_resumes_a_ddp_checkpoint_as_ddp_does(tmp_path):
                                        atol=1e-9)
 
 
+@pytest.mark.slow
+def test_fsdp_dmf_step_with_the_split_jvp_equals_one_process(tmp_path):
+    """objective.jvp=split (du/dt from a JVP without autograd, u from its own pass) through the sharded blocks."""
+    split = [*DMF, "objective.jvp=split"]
+    init = save_init(split, tmp_path / "init.pt")
+    assert_data_parallel_step(split, init, run_two_ranks(split, ["trainer=fsdp"], init, tmp_path))
+
+
 @pytest.mark.gpu
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the nccl/bf16-mixed path of trainer=fsdp needs CUDA")
