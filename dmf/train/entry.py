@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.build import build_network, build_objective
 from dmf.train.guards import run_guards
+from dmf.train.loggers import log_run_config
 from dmf.train.module import TrainModule
 from dmf.train.nonfinite import TRAINER_KEYS as NONFINITE_KEYS
 from dmf.train.preflight import check_data, preflight
@@ -60,9 +61,7 @@ def train(cfg: DictConfig) -> TrainModule:
                            f"{batch.world_size} (trainer.devices x trainer.num_nodes); set them to match the launcher")
     if trainer.is_global_zero:
         print(f"[dmf] {batch.describe()}", flush=True)
-    if trainer.logger is not None:
-        trainer.logger.log_hyperparams({"batch/global": batch.global_batch, "batch/per_device": batch.per_device,
-                                        "batch/accumulate": batch.accumulate, "batch/world_size": batch.world_size})
+    log_run_config(trainer.loggers, cfg, batch)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     if not cfg.trainer.fast_dev_run:
         # Lightning saves `last` only on its own schedule; the final state must always be on disk.

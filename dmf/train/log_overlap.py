@@ -46,10 +46,9 @@ class SupersededLogRows(L.Callback):
         for logger in trainer.loggers:
             if not isinstance(logger, CSVLogger):
                 continue
-            current = Path(logger.log_dir).resolve()
+            # this attempt has logged nothing yet: every row at or past `step` is an earlier attempt's
             for metrics_csv in sorted(Path(logger.root_dir).glob("version_*/metrics.csv")):
-                if metrics_csv.parent.resolve() != current:
-                    n = move_superseded_rows(metrics_csv, step)
-                    if n:
-                        print(f"[dmf] resumed at step {step}: moved {n} rows of {metrics_csv} logged after its last "
-                              f"checkpoint to metrics.superseded.csv")
+                n = move_superseded_rows(metrics_csv, step)
+                if n:
+                    print(f"[dmf] resumed at step {step}: moved {n} rows of {metrics_csv} logged after its last "
+                          f"checkpoint to metrics.superseded.csv")

@@ -1,7 +1,15 @@
 """Logger factories that need more than a _target_."""
+import csv
 import hashlib
 import os
 from pathlib import Path
+
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from omegaconf import DictConfig
+
+from dmf.train.resume_guard import plain_config
 
 
 def run_id(run_dir: str | os.PathLike) -> str:
@@ -32,3 +40,40 @@ def wandb_logger(save_dir: str, project: str = "dmf", name: str | None = None, *
     identity = {"name": name, "id": run_id(save_dir), "resume": "allow", **sweep_identity()}
     identity.update(kwargs)
     return WandbLogger(save_dir=save_dir, project=project, offline=offline, **identity)
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Continues an existing metrics.csv (its header gives the known columns) where Lightning's writer deletes it."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = next(csv.reader(f), [])
+
+
+class ContinuingCSVLogger(CSVLogger):
+    """One <save_dir>/<name>/version_0/metrics.csv per run dir: a resumed or requeued attempt appends to it (the rows
+    the previous attempt logged after its checkpoint are moved aside first, dmf.train.log_overlap). Rows reach the
+    file at every logged step, so a kill without warning loses none that a checkpoint covers."""
+
+    def __init__(self, save_dir: str, name: str = "logs", flush_logs_every_n_steps: int = 1, **kwargs):
+        super().__init__(save_dir, name=name, version=0, flush_logs_every_n_steps=flush_logs_every_n_steps, **kwargs)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def log_run_config(loggers, cfg: DictConfig, batch) -> None:
+    """The composed config, resolved, and the batch layout derived at launch, as the run's hyperparameters (wandb
+    config, hparams.yaml); loggers write on rank zero only. Every attempt of a run logs the same keys, so a resume
+    replaces values rather than adding any: only keys allowed to change mid-run can differ (dmf.train.resume_guard),
+    and the record then shows what the run is now doing."""
+    params = {**plain_config(cfg), "batch/global": batch.global_batch, "batch/per_device": batch.per_device,
+              "batch/accumulate": batch.accumulate, "batch/world_size": batch.world_size}
+    for logger in loggers:
+        logger.log_hyperparams(params)

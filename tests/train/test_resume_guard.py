@@ -62,12 +62,13 @@ def test_periodic_checkpoint_resumes_unquoted_and_csv_keeps_one_row_per_step(tmp
     module = run(tmp_path, "trainer.max_steps=4", f"resume={periodic}")
     assert module.trainer.global_step == 4
 
-    def steps(version, name="metrics.csv"):
-        with open(tmp_path / "logs" / f"version_{version}" / name) as f:
+    def steps(name="metrics.csv"):
+        with open(tmp_path / "logs" / "version_0" / name) as f:
             return [int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss_mf")]
 
-    assert steps(0) == [0, 1] and steps(1) == [2, 3]  # one row per step over both attempts
-    assert steps(0, "metrics.superseded.csv") == [2]  # the discarded update's row is kept aside, not lost
+    assert steps() == [0, 1, 2, 3]  # one file, one row per step over both attempts
+    assert steps("metrics.superseded.csv") == [2]  # the discarded update's row is kept aside, not lost
+    assert [p.name for p in (tmp_path / "logs").iterdir()] == ["version_0"]
 
 
 def test_checkpoint_records_architecture_and_refuses_another(tmp_path):
