@@ -1,24 +1,27 @@
-"""A shuffling sampler whose order is a pure function of (seed, epoch), so a run resumed mid-epoch can skip
-exactly the samples it already trained on (dmf.train.requeue.ResumeState tells it how many)."""
+"""A shuffling sampler whose order is a pure function of (seed, epoch), split over the ranks, so that a run resumed
+mid-epoch, on one process or several, skips exactly the samples it already trained on (dmf.train.requeue.ResumeState
+tells it how many)."""
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 
-class EpochSampler(Sampler[int]):
-    def __init__(self, num_samples: int, seed: int = 0):
-        self.num_samples, self.seed, self.epoch, self._skip = num_samples, seed, 0, 0
+class EpochSampler(DistributedSampler):
+    """Rank r of W reads every W-th index of the epoch's permutation, starting at r, cut to whole rounds (every rank
+    yields as many, as DDP needs). A DistributedSampler, so that Lightning uses it as it is instead of wrapping it
+    in one of its own (whose order a resume could not reproduce)."""
 
-    def set_epoch(self, epoch: int) -> None:  # Lightning calls it at every epoch start
-        self.epoch = epoch
+    def __init__(self, num_samples: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        super().__init__(range(num_samples), num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                         drop_last=True)
+        self._skip = 0
 
     def skip_once(self, num_samples: int) -> None:
-        """The next pass starts after its first `num_samples` indices (a resumed epoch)."""
+        """The next pass leaves out the first `num_samples` of the epoch's order, counted over all ranks (a resumed
+        epoch): each rank continues its own stream where it stopped."""
         self._skip = num_samples
 
     def __iter__(self):
-        order = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        skip, self._skip = self._skip, 0
-        return iter(order[skip:].tolist())
-
-    def __len__(self) -> int:
-        return self.num_samples
+        order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        rest, self._skip = order[self._skip:], 0
+        rounds = len(rest) // self.num_replicas
+        return iter(rest[:rounds * self.num_replicas][self.rank::self.num_replicas].tolist())

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from dmf.core.ranks import rank_and_world
 from dmf.data.epoch_sampler import EpochSampler
 
 
@@ -32,8 +33,9 @@ class DigitsDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         # drop_last keeps every step at the configured batch size: 1,797 is prime-ish and steps stay comparable
+        sampler = EpochSampler(len(self.dataset), self.seed, *rank_and_world(self.trainer))  # each rank its part
         return DataLoader(
-            self.dataset, batch_size=self.batch_size, sampler=EpochSampler(len(self.dataset), self.seed),
+            self.dataset, batch_size=self.batch_size, sampler=sampler,
             drop_last=True, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
             generator=torch.Generator().manual_seed(self.seed),  # worker seeds from here, not the global RNG
         )

@@ -14,6 +14,7 @@ from dmf.train.loggers import log_run_config
 from dmf.train.module import TrainModule
 from dmf.train.nonfinite import TRAINER_KEYS as NONFINITE_KEYS
 from dmf.train.preflight import check_data, preflight
+from dmf.train.requeue import FinalLast
 from dmf.train.resume_guard import check_resume
 from dmf.train.slurm import slurm_trainer_kwargs
 from dmf.train.strategy import check_strategy
@@ -53,7 +54,8 @@ def train(cfg: DictConfig) -> TrainModule:
     L.seed_everything(cfg.seed, workers=True)  # the initial weights; per-rank draws are seeded in TrainModule
     run_dir = Path(cfg.run_dir)
     module = TrainModule(build_network(cfg), build_objective(cfg), optim=cfg.optim, ema=cfg.ema, seed=cfg.seed)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + run_guards(cfg)
+    final = FinalLast(run_dir / "checkpoints")
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + run_guards(cfg) + [final]
     trainer = L.Trainer(**trainer_kwargs(cfg, batch.accumulate), logger=instantiate(cfg.logger),
                         callbacks=callbacks, default_root_dir=str(run_dir))
     if trainer.world_size != batch.world_size:
@@ -63,7 +65,8 @@ def train(cfg: DictConfig) -> TrainModule:
         print(f"[dmf] {batch.describe()}", flush=True)
     log_run_config(trainer.loggers, cfg, batch)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-    if not cfg.trainer.fast_dev_run:
-        # Lightning saves `last` only on its own schedule; the final state must always be on disk.
+    if not cfg.trainer.fast_dev_run and not final.saved:
+        # Lightning saves `last` only on its own schedule; the final state must always be on disk (FinalLast wrote
+        # it at the last step's end when the run ended by trainer.max_steps)
         trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     return module

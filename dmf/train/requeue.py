@@ -7,8 +7,8 @@
   that checkpoint (resume=auto).
 - RollingLast writes `last.ckpt` every `every_minutes` of wall time, for a death without a signal (SIGKILL, node
   failure): at most that much work is lost.
-- ResumeState makes the resumed run draw what the uninterrupted one would have: the RNG state and the position
-  in the epoch travel in the checkpoint.
+- ResumeState makes the resumed run draw what the uninterrupted one would have: each rank's RNG state and the
+  position in the epoch travel in the checkpoint.
 
 All three act at the start of a step, after the previous step's optimizer and EMA updates, so a checkpoint
 holds whole steps only.
@@ -21,22 +21,26 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback
 
+from dmf.eval.dist import all_gather_object
 
-def save_last(trainer, dirpath: str | os.PathLike) -> Path:
-    """At a step's start: `<dirpath>/last.ckpt` written whole or not at all (a kill mid-write leaves the old one)."""
+
+def save_last(trainer, dirpath: str | os.PathLike, at_step_start: bool = True) -> Path:
+    """At a step's start (or end): `<dirpath>/last.ckpt` written whole or not at all (a kill mid-write leaves the old
+    one)."""
     last = Path(dirpath) / "last.ckpt"
     tmp = last.with_name("last.ckpt.partial")
     for callback in trainer.checkpoint_callbacks:  # ModelCheckpoint(save_last), now and after a resume, replaces
         if getattr(callback, "save_last", False):  # this file instead of versioning its own as last-v1.ckpt
             callback.last_model_path = str(last)
+            callback._last_checkpoint_saved = str(last)  # and does not write it again after the loop (on_train_end)
     # Lightning expects checkpoints from a step's end and adds 1 to its logging step counter on resume; at a
     # step's start that counter is already up to date
-    loop = trainer.fit_loop.epoch_loop
-    loop._batches_that_stepped -= 1
+    loop, shift = trainer.fit_loop.epoch_loop, int(at_step_start)
+    loop._batches_that_stepped -= shift
     try:
         trainer.save_checkpoint(tmp)  # collective: every rank calls it, rank 0 writes
     finally:
-        loop._batches_that_stepped += 1
+        loop._batches_that_stepped += shift
     if trainer.is_global_zero:
         os.replace(tmp, last)
     trainer.strategy.barrier("dmf_save_last")
@@ -96,20 +100,40 @@ class RollingLast(Callback):
             self._last = time.monotonic()
 
 
+class FinalLast(Callback):
+    """`last.ckpt` at the end of the step that reaches trainer.max_steps, inside the loop as Lightning's own step-end
+    checkpoints are. (Saved after fit() returns, a run stopped mid-epoch would record that epoch as completed: the
+    resumed run would start the next epoch's data order early.)"""
+
+    def __init__(self, dirpath: str):
+        self.dirpath, self.saved = dirpath, False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not self.saved and 0 < trainer.max_steps <= trainer.global_step:
+            save_last(trainer, self.dirpath, at_step_start=False)
+            self.saved = True
+
+
 class ResumeState(Callback):
-    """Puts the RNG and the position inside the epoch into every checkpoint and restores them on resume."""
+    """Puts each rank's RNG and the position inside the epoch into every checkpoint and restores them on resume.
+
+    The position is counted in samples of the epoch's order over all ranks; a sampler with `skip_once`
+    (dmf.data.epoch_sampler) resumes every rank's own stream there. Saving is collective (every rank's RNG is
+    gathered), as Lightning's checkpointing already is."""
 
     def __init__(self):
         self._pending = None
 
     def state_dict(self):
         trainer = self._trainer
+        rng = {"torch_rng": torch.get_rng_state(),
+               "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        # batches of this epoch whose optimizer step is done, on each rank, whether saved at a step's start or end
+        processed = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         return {
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng": all_gather_object(rng) if trainer.world_size > 1 else [rng],
             "epoch": trainer.current_epoch,
-            # batches of this epoch whose optimizer step is done, whether saved at a step's start or end
-            "processed": trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+            "samples_done": processed * trainer.train_dataloader.batch_size * trainer.world_size,
             "world_size": trainer.world_size,
         }
 
@@ -121,12 +145,13 @@ class ResumeState(Callback):
 
     def on_train_start(self, trainer, pl_module):  # (Lightning skips on_train_epoch_start when resuming mid-epoch)
         state, self._pending = self._pending, None
-        if not state or state["epoch"] != trainer.current_epoch or trainer.world_size != 1 or state["world_size"] != 1:
-            return  # several ranks: each has its own stream and shard (a per-rank restore is not kept here)
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        loader = trainer.train_dataloader
-        sampler = getattr(loader, "sampler", None)
-        if state["processed"] and hasattr(sampler, "skip_once"):
-            sampler.skip_once(state["processed"] * loader.batch_size)
+        if not state or "rng" not in state or state["epoch"] != trainer.current_epoch:
+            return  # (an end-of-epoch checkpoint starts the next epoch from its beginning anyway)
+        if state["world_size"] == trainer.world_size:  # another world size: the per-rank streams do not carry over
+            rng = state["rng"][trainer.global_rank]
+            torch.set_rng_state(rng["torch_rng"])
+            if rng["cuda_rng"]:
+                torch.cuda.set_rng_state_all(rng["cuda_rng"])
+        sampler = getattr(trainer.train_dataloader, "sampler", None)
+        if state["samples_done"] and hasattr(sampler, "skip_once"):
+            sampler.skip_once(state["samples_done"])
