@@ -7,9 +7,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from omegaconf import DictConfig
-
-from dmf.train.resume_guard import plain_config
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 def run_id(run_dir: str | os.PathLike) -> str:
@@ -68,12 +66,29 @@ class ContinuingCSVLogger(CSVLogger):
         return self._experiment
 
 
+def resolved_values(node):
+    """A config as plain values, each resolved where it can be: one that cannot (an interpolation of a key this
+    config lacks, e.g. preprocess.out without data.root; a ??? value) keeps its text instead of failing the whole."""
+    if not isinstance(node, (DictConfig, ListConfig)):
+        return node
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    raw = None
+    out = {} if isinstance(node, DictConfig) else [None] * len(node)
+    for key in keys:
+        try:
+            out[key] = resolved_values(node[key])
+        except Exception:
+            raw = OmegaConf.to_container(node, resolve=False) if raw is None else raw
+            out[key] = raw[key]
+    return out
+
+
 def log_run_config(loggers, cfg: DictConfig, batch) -> None:
     """The composed config, resolved, and the batch layout derived at launch, as the run's hyperparameters (wandb
     config, hparams.yaml); loggers write on rank zero only. Every attempt of a run logs the same keys, so a resume
     replaces values rather than adding any: only keys allowed to change mid-run can differ (dmf.train.resume_guard),
     and the record then shows what the run is now doing."""
-    params = {**plain_config(cfg), "batch/global": batch.global_batch, "batch/per_device": batch.per_device,
+    params = {**resolved_values(cfg), "batch/global": batch.global_batch, "batch/per_device": batch.per_device,
               "batch/accumulate": batch.accumulate, "batch/world_size": batch.world_size}
     for logger in loggers:
         logger.log_hyperparams(params)

@@ -1,7 +1,13 @@
-"""Run records that survive restarts: a wandb id from the run dir, sweep groups, stable per-step scalar keys."""
+"""Run records that survive restarts: a wandb id from the run dir, sweep groups, stable per-step scalar keys, the
+composed config as hyperparameters, one metrics.csv per run across resumes."""
 import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -9,6 +15,9 @@ from hydra.utils import instantiate
 from dmf.config import register_resolvers
 from dmf.train.entry import train
 from tests.helpers import CONF, compose_config
+from tests.train.wandb_records import recorded_config
+
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture
@@ -52,3 +61,39 @@ def test_lr_grad_norm_before_clipping_and_throughput_are_logged(tmp_path):
         assert float(r["train/grad_norm"]) > 1e-3  # the clip at 1e-6 acts after the norm is taken
         assert float(r["train/img_per_s"]) > 0
         assert r["train/loss_fm"] and r["train/loss_mf"]
+
+
+def run_py(run_dir, *overrides, env=None):
+    """python run.py as a user types it, on the digits tiny preset."""
+    out = subprocess.run(["nice", sys.executable, "run.py", "experiment=digits_dmf", "debug=tiny",
+                          f"hydra.run.dir={run_dir}", *overrides], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_the_composed_config_is_the_wandb_runs_config_and_a_resume_updates_it(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {"WANDB_MODE": "offline", "HOME": str(tmp_path)}
+    run_py(run_dir, "logger=wandb", "guidance.omega=0.3", "trainer.max_steps=2", env=env)
+    run_py(run_dir, "logger=wandb", "guidance.omega=0.3", "trainer.max_steps=3", env=env)  # resume=auto
+    attempts = [recorded_config(p) for p in sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))]
+    assert len(attempts) == 2 and attempts[0]["id"] == attempts[1]["id"]  # one wandb run, continued
+    for attempt, max_steps in zip(attempts, (2, 3)):
+        config = attempt["config"]
+        assert config["guidance"]["omega"] == 0.3 and config["guidance"]["g_max"] == 0.7  # typed, and composed
+        assert config["run_dir"] == str(run_dir)  # resolved (${hydra:runtime.output_dir})
+        assert config["trainer"]["max_steps"] == max_steps and config["batch/global"] == 16
+        assert "guidance.omega" not in config  # nested once, not repeated as a flat key
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_one_metrics_csv_and_hparams_hold_the_config(tmp_path):
+    run_py(tmp_path, "guidance.omega=0.3", "trainer.max_steps=3", "callbacks.checkpoint.every_n_train_steps=2")
+    run_py(tmp_path, "guidance.omega=0.3", "trainer.max_steps=6", "callbacks.checkpoint.every_n_train_steps=2")
+    assert [p.name for p in (tmp_path / "logs").iterdir()] == ["version_0"]  # no version_1
+    rows = list(csv.DictReader(open(tmp_path / "logs" / "version_0" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows if r.get("train/loss")] == list(range(6))
+    hparams = yaml.safe_load((tmp_path / "logs" / "version_0" / "hparams.yaml").read_text())
+    assert hparams["guidance"]["omega"] == 0.3 and hparams["trainer"]["max_steps"] == 6  # the resumed attempt's
+    assert hparams["run_dir"] == str(tmp_path) and hparams["batch/per_device"] == 16
