@@ -96,7 +96,7 @@ def test_a_requeued_job_loses_no_step_and_ends_with_the_uninterrupted_weights(tm
     (run_dir,) = job_dirs(tmp_path / "sweep")
     logs = submitit_logs(tmp_path / "sweep")
     assert "SIGUSR2 at step" in logs, submitit_logs(tmp_path / "sweep", 2000)  # the signal came, the checkpoint was written
-    assert len(list((run_dir / "logs").glob("version_*"))) >= 2  # the same run dir, resumed
+    assert len(list((run_dir / "config_history").glob("attempt_*"))) >= 2  # the same run dir, resumed
     assert [int(r["step"]) for r in logged_rows(run_dir)] == list(range(steps))
     # the uninterrupted run, same overrides, in this process's environment
     ref = tmp_path / "whole"

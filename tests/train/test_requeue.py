@@ -65,6 +65,8 @@ def test_a_kill_without_signal_resumes_from_the_rolling_checkpoint(tmp_path):
     assert out.returncode == -9, out.stderr[-2000:]
     assert torch.load(killed / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3  # step 3's start
     run(killed, "trainer.max_steps=6")
+    # rows reach metrics.csv as they are logged: the kill lost none the checkpoint covers, the resume appended the rest
+    assert logged_steps(killed) == list(range(6)) and [p.name for p in (killed / "logs").iterdir()] == ["version_0"]
     run(tmp_path / "whole", "trainer.max_steps=6")
     whole, resumed = weights(tmp_path / "whole"), weights(killed)
     for key in whole:
