@@ -109,7 +109,7 @@ class FinalLast(Callback):
         self.dirpath, self.saved = dirpath, False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if not self.saved and 0 < trainer.max_steps <= trainer.global_step:
+        if not self.saved and not trainer.fast_dev_run and 0 < trainer.max_steps <= trainer.global_step:
             save_last(trainer, self.dirpath, at_step_start=False)
             self.saved = True
 
@@ -128,12 +128,16 @@ class ResumeState(Callback):
         trainer = self._trainer
         rng = {"torch_rng": torch.get_rng_state(),
                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-        # batches of this epoch whose optimizer step is done, on each rank, whether saved at a step's start or end
+        # batches of this epoch whose optimizer step is done, on each rank, whether saved at a step's start or end;
+        # none once the epoch is through (after fit() the epoch counter has moved on but this count has not)
         processed = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if processed >= trainer.num_training_batches:
+            processed = 0
+        batch_size = getattr(trainer.train_dataloader, "batch_size", None) or 0
         return {
             "rng": all_gather_object(rng) if trainer.world_size > 1 else [rng],
             "epoch": trainer.current_epoch,
-            "samples_done": processed * trainer.train_dataloader.batch_size * trainer.world_size,
+            "samples_done": processed * batch_size * trainer.world_size,
             "world_size": trainer.world_size,
         }
 

@@ -78,7 +78,11 @@ def test_rolling_last_by_wall_time(tmp_path, monkeypatch):
 
     steps = []
     save = requeue.save_last
-    monkeypatch.setattr(requeue, "save_last", lambda trainer, d: steps.append(trainer.global_step) or save(trainer, d))
+    def recorded(trainer, d, at_step_start=True):  # (FinalLast's save at the last step's end is not RollingLast's)
+        steps.extend([trainer.global_step] if at_step_start else [])
+        return save(trainer, d, at_step_start)
+
+    monkeypatch.setattr(requeue, "save_last", recorded)
     run(tmp_path, "trainer.max_steps=3", "callbacks.rolling_last.every_minutes=1e-9")
     assert steps == [1, 2]  # at the start of every step but the first (nothing to save yet)
     run(tmp_path / "off", "trainer.max_steps=2", "callbacks.rolling_last.every_minutes=null")
@@ -101,3 +105,16 @@ def test_periodic_snapshots_keep_the_ema_weights_only_and_last_keeps_everything(
     net = tiny_dmft(depth=2, hidden_size=32, num_heads=2, dmf_depth=1)  # the TINY model above
     path = tmp_path / "checkpoints" / sorted(snapshots)[-1]
     assert load_pretrained(net, path) == {"dropped": [], "initialised": []}
+
+
+@pytest.mark.slow
+def test_a_run_ended_at_an_epoch_end_resumes_with_the_whole_next_epoch(tmp_path):
+    """Ended by trainer.max_epochs, last.ckpt is written after fit(): the resumed run reads all of the next epoch."""
+    epochs = ["data.global_batch_size=256", "trainer.max_steps=-1"]  # 1,797 digits: 7 steps per epoch
+    run(tmp_path / "split", *epochs, "+trainer.max_epochs=1")
+    module = run(tmp_path / "split", *epochs, "+trainer.max_epochs=2")
+    assert module.trainer.global_step == 14
+    run(tmp_path / "whole", *epochs, "+trainer.max_epochs=2")
+    whole, resumed = weights(tmp_path / "whole"), weights(tmp_path / "split")
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
