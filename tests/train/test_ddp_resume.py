@@ -1,5 +1,6 @@
-"""Two CPU ranks (DDP, gloo) through run.py: a run stopped mid-epoch and resumed reads, on every rank, exactly the
-samples of the uninterrupted run, step by step (each rank continues its own part of the epoch's order)."""
+"""Two CPU ranks (DDP, gloo) through run.py: a run stopped mid-epoch (by trainer.max_steps, or by the pre-timeout
+signal as on SLURM) and resumed reads, on every rank, exactly the samples of the uninterrupted run, step by step
+(each rank continues its own part of the epoch's order), and ends with its weights."""
 import os
 import subprocess
 import sys
@@ -12,31 +13,58 @@ ROOT = Path(__file__).parents[2]
 # 256 over 2 ranks: 1,797 digits give 7 steps per epoch, so 9 steps cross an epoch boundary
 DDP = ["experiment=digits_dmf", "debug=tiny", "model.depth=2", "model.dmf_depth=1", "data.global_batch_size=256",
        "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
+STEPS = 9
 
 
-def train(run_dir: Path, steps: int, record: Path):
+def train(run_dir: Path, steps: int, record: Path, *extra, stopped: bool = False):
     out = subprocess.run(
         ["nice", sys.executable, "run.py", *DDP, f"trainer.max_steps={steps}", f"hydra.run.dir={run_dir}",
-         "+callbacks.batches._target_=tests.train.batch_recorder.BatchRecorder", f"+callbacks.batches.path={record}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert out.returncode == 0, out.stderr[-3000:]
+         "+callbacks.batches._target_=tests.train.batch_recorder.BatchRecorder", f"+callbacks.batches.path={record}",
+         *extra], cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if stopped:
+        assert out.returncode != 0 and "stopped on SIGUSR2" in out.stdout + out.stderr, out.stderr[-3000:]
+    else:
+        assert out.returncode == 0, out.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory) -> Path:
+    """The uninterrupted run (its batches in rec/)."""
+    root = tmp_path_factory.mktemp("whole")
+    train(root / "run", STEPS, root / "rec")
+    return root
+
+
+def assert_same_samples_and_weights(whole: Path, split: Path, records: list[Path], resumed_at: int):
+    for rank in (0, 1):
+        reference = torch.load(whole / "rec" / f"rank{rank}.pt")
+        seen = {}
+        for record in records:
+            seen.update(torch.load(record / f"rank{rank}.pt"))
+        assert sorted(reference) == list(range(STEPS)) and sorted(seen)[0] <= resumed_at and max(seen) == STEPS - 1
+        for step, (x, y) in seen.items():
+            assert torch.equal(x, reference[step][0]) and torch.equal(y, reference[step][1]), f"rank {rank}, step {step}"
+    ranks = [torch.load(whole / "rec" / f"rank{r}.pt")[4][0] for r in (0, 1)]
+    assert not torch.equal(*ranks)  # each rank reads its own samples
+    a = torch.load(whole / "run" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    b = torch.load(split / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 @pytest.mark.slow
-def test_a_ddp_run_resumed_mid_epoch_reads_each_ranks_samples_of_the_uninterrupted_run(tmp_path):
-    train(tmp_path / "whole", 9, tmp_path / "whole_rec")
+def test_a_ddp_run_stopped_by_max_steps_mid_epoch_resumes_each_ranks_samples(whole, tmp_path):
     train(tmp_path / "split", 3, tmp_path / "first")  # stops mid-epoch: step 3 of 7
-    train(tmp_path / "split", 9, tmp_path / "resumed")  # resume=auto from checkpoints/last.ckpt
-    for rank in (0, 1):
-        whole = torch.load(tmp_path / "whole_rec" / f"rank{rank}.pt")
-        first = torch.load(tmp_path / "first" / f"rank{rank}.pt")
-        resumed = torch.load(tmp_path / "resumed" / f"rank{rank}.pt")
-        assert sorted(first) == [0, 1, 2] and sorted(resumed) == list(range(3, 9)) and sorted(whole) == list(range(9))
-        for step, (x, y) in {**first, **resumed}.items():
-            assert torch.equal(x, whole[step][0]) and torch.equal(y, whole[step][1]), f"rank {rank}, step {step}"
-    other = torch.load(tmp_path / "whole_rec" / "rank1.pt")
-    assert not torch.equal(torch.load(tmp_path / "whole_rec" / "rank0.pt")[4][0], other[4][0])  # ranks read apart
-    whole = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-    resumed = torch.load(tmp_path / "split" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-    for key in whole:
-        assert torch.equal(whole[key], resumed[key]), key
+    train(tmp_path / "split", STEPS, tmp_path / "resumed")  # resume=auto from checkpoints/last.ckpt
+    assert sorted(torch.load(tmp_path / "resumed" / "rank0.pt")) == list(range(3, STEPS))
+    assert_same_samples_and_weights(whole, tmp_path / "split", [tmp_path / "first", tmp_path / "resumed"], 0)
+
+
+@pytest.mark.slow
+def test_a_ddp_run_stopped_by_the_requeue_signal_mid_epoch_resumes_each_ranks_samples(whole, tmp_path):
+    # SIGUSR2 during step 2 on both ranks (SLURM signals every task): last.ckpt at step 3's start, then exit
+    train(tmp_path / "split", STEPS, tmp_path / "first", "+callbacks.signal._target_=tests.train.signal_at.SignalAt",
+          "+callbacks.signal.step=3", stopped=True)
+    train(tmp_path / "split", STEPS, tmp_path / "resumed")
+    assert sorted(torch.load(tmp_path / "resumed" / "rank0.pt")) == list(range(3, STEPS))
+    assert_same_samples_and_weights(whole, tmp_path / "split", [tmp_path / "resumed"], 3)
