@@ -110,7 +110,10 @@ class FinalLast(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if not self.saved and not trainer.fast_dev_run and 0 < trainer.max_steps <= trainer.global_step:
-            save_last(trainer, self.dirpath, at_step_start=False)
+            # (ModelCheckpoint's `last` at this very step, called after this callback, would write it a second time)
+            if not any(getattr(c, "save_last", False) and c._every_n_train_steps
+                       and trainer.global_step % c._every_n_train_steps == 0 for c in trainer.checkpoint_callbacks):
+                save_last(trainer, self.dirpath, at_step_start=False)
             self.saved = True
 
 

@@ -20,10 +20,3 @@ class EMASnapshots(ModelCheckpoint):
         trainer.strategy.barrier("dmf_ema_snapshot")
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        # trainer.max_steps reached mid-epoch ends the epoch early too: a checkpoint written now would record that
-        # epoch as finished, and a resumed run would start the next epoch's data order early (FinalLast saved the
-        # step's end already)
-        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-            super().on_train_epoch_end(trainer, pl_module)

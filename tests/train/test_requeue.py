@@ -118,3 +118,17 @@ def test_a_run_ended_at_an_epoch_end_resumes_with_the_whole_next_epoch(tmp_path)
     whole, resumed = weights(tmp_path / "whole"), weights(tmp_path / "split")
     for key in whole:
         assert torch.equal(whole[key], resumed[key]), key
+
+
+@pytest.mark.slow
+def test_a_run_ended_by_max_steps_on_a_snapshot_step_resumes_mid_epoch_exactly(tmp_path):
+    """max_steps=3 with a snapshot every 3 steps: last.ckpt is the step's end, not the cut-short epoch's end (after
+    which a resumed run would start the next epoch's data order early)."""
+    batch = ["data.global_batch_size=256", "callbacks.checkpoint.every_n_train_steps=3"]  # 7 steps per epoch
+    run(tmp_path / "split", *batch, "trainer.max_steps=3")
+    assert torch.load(tmp_path / "split" / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
+    run(tmp_path / "split", *batch, "trainer.max_steps=9")
+    run(tmp_path / "whole", *batch, "trainer.max_steps=9")
+    whole, resumed = weights(tmp_path / "whole"), weights(tmp_path / "split")
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
