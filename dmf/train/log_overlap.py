@@ -40,9 +40,7 @@ def move_superseded_rows(metrics_csv: Path, from_step: int) -> int:
 class SupersededLogRows(L.Callback):
     @rank_zero_only
     def on_train_start(self, trainer, pl_module):
-        step = trainer.global_step
-        if step == 0:
-            return
+        step = trainer.global_step  # 0: a start over (resume=null) in a run dir that holds an earlier run's rows
         for logger in trainer.loggers:
             if not isinstance(logger, CSVLogger):
                 continue
@@ -50,5 +48,5 @@ class SupersededLogRows(L.Callback):
             for metrics_csv in sorted(Path(logger.root_dir).glob("version_*/metrics.csv")):
                 n = move_superseded_rows(metrics_csv, step)
                 if n:
-                    print(f"[dmf] resumed at step {step}: moved {n} rows of {metrics_csv} logged after its last "
-                          f"checkpoint to metrics.superseded.csv")
+                    print(f"[dmf] started at step {step}: moved {n} rows of {metrics_csv} that an earlier attempt "
+                          f"logged from that step on to metrics.superseded.csv")

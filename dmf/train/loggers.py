@@ -1,4 +1,5 @@
-"""Logger factories that need more than a _target_."""
+"""Loggers and what they record: wandb (offline-first, one run per run dir), a CSV log that continues across
+resumes, and the composed config as the run's hyperparameters."""
 import csv
 import hashlib
 import os

@@ -97,3 +97,15 @@ def test_a_resumed_run_continues_one_metrics_csv_and_hparams_hold_the_config(tmp
     hparams = yaml.safe_load((tmp_path / "logs" / "version_0" / "hparams.yaml").read_text())
     assert hparams["guidance"]["omega"] == 0.3 and hparams["trainer"]["max_steps"] == 6  # the resumed attempt's
     assert hparams["run_dir"] == str(tmp_path) and hparams["batch/per_device"] == 16
+
+
+def test_a_start_over_in_the_same_run_dir_moves_the_earlier_rows_aside(tmp_path):
+    config = ["experiment=digits_dmf", "debug=tiny", "model.depth=2", "model.dmf_depth=1", f"run_dir={tmp_path}",
+              "trainer.max_steps=2"]
+    train(compose_config(config))
+    train(compose_config([*config, "resume=null"]))  # starts again at step 0 in the same run dir
+
+    def steps(name):
+        return [int(r["step"]) for r in csv.DictReader(open(tmp_path / "logs" / "version_0" / name)) if r["train/loss"]]
+
+    assert steps("metrics.csv") == [0, 1] and steps("metrics.superseded.csv") == [0, 1]
