@@ -9,7 +9,10 @@ LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID
 @pytest.fixture
 def clean_env(monkeypatch):
     for var in LAUNCH_VARS:
-        monkeypatch.delenv(var, raising=False)
+        # set first so that the undo removes what a test leaves (launch_ranks() sets MASTER_ADDR/MASTER_PORT; a
+        # leaked MASTER_ADDR=node1 made every later DDP subprocess wait for that host)
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     return monkeypatch
 
 
