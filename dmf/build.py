@@ -23,6 +23,14 @@ def build_network(cfg: DictConfig, frozen: bool = False) -> torch.nn.Module:
 
 
 def build_objective(cfg: DictConfig):
+    weights = OmegaConf.select(cfg, "objective.encoder.weights")
+    if weights:  # REPA's frozen encoder: its file is fetched here like every file (objectives never download)
+        try:
+            local = resolve_path(weights)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"REPA encoder weights (objective.encoder.weights): {err}") from err
+        cfg = cfg.copy()
+        OmegaConf.update(cfg, "objective.encoder.weights", str(local))
     return instantiate(cfg.objective, time=instantiate(cfg.time), guidance=build_guidance(cfg))
 
 

@@ -78,7 +78,7 @@ def check_devices(cfg: DictConfig) -> None:
 def check_files(cfg: DictConfig) -> None:
     """Weights and statistics the run will read: a missing file (or hf:// URI offline) stops here."""
     fid = "callbacks.fid.ref_stats" if OmegaConf.select(cfg, "callbacks.fid") else None
-    for key in ("ckpt", "guidance.teacher.ckpt", fid):
+    for key in ("ckpt", "guidance.teacher.ckpt", "objective.encoder.weights", fid):
         value = OmegaConf.select(cfg, key, throw_on_missing=False) if key else None
         if value and value not in ("???", "build"):
             try:

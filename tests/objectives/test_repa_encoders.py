@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dmf.build import build_objective
 from dmf.config import ConfigError, validate
 from dmf.digits.data import load_digits_tensors
 from dmf.models import build_model, load_pretrained
@@ -46,8 +47,11 @@ def test_dinov2_encoder_at_512_uses_a_32x32_grid(dinov2_file):
 def test_dinov2_encoder_errors_name_the_key_and_the_fix(dinov2_file, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    offline = compose_config(["experiment=sit_xl_256_repa", "ckpt=none.pt"])
     with pytest.raises(FileNotFoundError, match=r"objective.encoder.weights.*HF_HUB_OFFLINE.*hf download"):
-        DINOv2Encoder()  # the default hf:// weights, not in an empty cache
+        build_objective(offline)  # the experiment's hf:// weights, not in an empty cache: the builder says so
+    with pytest.raises(FileNotFoundError, match="is not a local file"):
+        DINOv2Encoder(weights=offline.objective.encoder.weights)  # the encoder itself never downloads
     with pytest.raises(RuntimeError, match="does not fit timm vit_base_patch14_dinov2"):
         DINOv2Encoder(weights=str(dinov2_file), arch_kwargs={**TINY_VIT, "depth": 2})  # a file for another ViT
     with pytest.raises(ValueError, match="multiple of 256"):

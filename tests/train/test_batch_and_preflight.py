@@ -85,3 +85,14 @@ def test_a_missing_reference_statistics_file_stops_training_before_it_starts(tmp
         check_files(cfg)
     cfg.eval.ref_stats = "build"  # computed from eval.ref_source at the first check: nothing to find
     check_files(cfg)
+
+
+def test_missing_repa_encoder_weights_stop_training_before_it_starts(tmp_path):
+    from dmf.train.preflight import PreflightError, check_files
+
+    ckpt = tmp_path / "sit.pt"
+    ckpt.write_bytes(b"")
+    cfg = compose_config(["experiment=sit_xl_256_repa", f"ckpt={ckpt}",
+                          f"objective.encoder.weights={tmp_path / 'dinov2.safetensors'}"])
+    with pytest.raises(PreflightError, match=r"objective.encoder.weights: .*dinov2.safetensors does not exist"):
+        check_files(cfg)

@@ -4,13 +4,14 @@ Input: the raw image (uint8, or floats in [-1, 1]) / 255, ImageNet mean/std, bic
 224 * (resolution / 256); the position embedding resampled once to the 16 * (resolution / 256) patch grid (timm's
 resample_abs_pos_embed, as the authors do); output: the normalised patch tokens (the final LayerNorm, class
 token dropped), 16 x 16 = 256 tokens of 768 at 256, one per token of a patch-2 SiT on the 32 x 32 latents.
-Weights: the DINOv2 hub file dinov2_vitb14_pretrain.pth or timm's model.safetensors, by path or hf:// URI.
+Weights: the DINOv2 hub file dinov2_vitb14_pretrain.pth or timm's model.safetensors, a local file (the builder,
+dmf.build.build_objective, fetches an hf:// URI given as objective.encoder.weights; objectives never download).
 """
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from dmf.models.hub import resolve_path
 
 DEFAULT_WEIGHTS = "hf://timm/vit_base_patch14_dinov2.lvd142m/model.safetensors"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -34,7 +35,7 @@ def read_weights(path) -> dict[str, torch.Tensor]:
 class DINOv2Encoder(nn.Module):
     """encoder(images (N, 3, res, res)) -> [(N, (16 * res / 256)^2, 768)], frozen."""
 
-    def __init__(self, weights: str = DEFAULT_WEIGHTS, resolution: int = 256, arch: str = "vit_base_patch14_dinov2",
+    def __init__(self, weights: str, resolution: int = 256, arch: str = "vit_base_patch14_dinov2",
                  arch_kwargs: dict | None = None):
         super().__init__()
         import timm
@@ -43,10 +44,10 @@ class DINOv2Encoder(nn.Module):
         if resolution % 256:
             raise ValueError(f"the REPA DINOv2 encoder follows the authors' 224 * (resolution / 256) input: "
                              f"data.resolution={resolution} must be a multiple of 256")
-        try:
-            path = resolve_path(weights)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"REPA encoder weights (objective.encoder.weights): {err}") from err
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"REPA encoder weights (objective.encoder.weights) {weights} is not a local file; "
+                                    f"an hf:// URI is fetched by dmf.build.build_objective (or dmf.models.hub.resolve_path)")
         self.grid = 16 * resolution // 256
         self.input_size = 224 * resolution // 256
         self.net = timm.create_model(arch, pretrained=False, img_size=self.input_size, num_classes=0,
