@@ -1,6 +1,7 @@
 """Atomic writes, the one rule for every file a run leaves behind (checkpoints, statistics, samples, records):
 write beside the target, then rename over it, so a reader or a resumed run sees the old file or the new one,
-never half of either."""
+never half of either. And folder locks, for work that jobs running at once may share."""
+import fcntl
 import json
 import os
 from contextlib import contextmanager
@@ -37,3 +38,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, obj, **dumps_kwargs) -> Path:
     return write_text_atomic(path, json.dumps(obj, **dumps_kwargs))
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
+    """Exclusive use of `folder` across processes (sweep jobs sharing a stage): the second waits for the first."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield folder
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.config import validate
-from dmf.core.files import write_json_atomic
+from dmf.core.files import folder_lock, write_json_atomic, write_text_atomic
 from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides, row_spec, table_root
 
 OWN_KEYS = ("paper", "mode", "hydra")  # command-line keys that belong to the launch, not to the stages
@@ -49,13 +49,14 @@ def train_into(run_dir: Path, overrides: list[str], extra: list[str]) -> Path:
     from dmf.train.entry import train
 
     done, last = run_dir / "DONE", run_dir / "checkpoints" / "last.ckpt"
-    if done.exists() and last.exists():
-        print(f"[dmf] paper: reusing the finished run {run_dir}")
-        return last
-    cfg = compose_stage([*overrides, f"run_dir={run_dir}"], extra)
-    print(f"[dmf] paper: python run.py {' '.join([*overrides, *extra, f'run_dir={run_dir}'])}")
-    train(cfg)
-    done.write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    with folder_lock(run_dir):  # rows launched at once (SLURM) share stages: one trains, the others wait
+        if done.exists() and last.exists():
+            print(f"[dmf] paper: reusing the finished run {run_dir}")
+            return last
+        cfg = compose_stage([*overrides, f"run_dir={run_dir}"], extra)
+        print(f"[dmf] paper: python run.py {' '.join([*overrides, *extra, f'run_dir={run_dir}'])}")
+        train(cfg)
+        write_text_atomic(done, time.strftime("%Y-%m-%d %H:%M:%S\n"))
     return last
 
 

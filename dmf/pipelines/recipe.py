@@ -19,11 +19,9 @@ same key is reused. In a sweep (-m) the stages live in `<sweep dir>/stages/`, sh
 swept key reaches (the flow stage of an omega sweep) trains once; `pipeline.stage_store=<dir>` shares them across
 runs. A lock per stage makes concurrent jobs (SLURM) wait for the one that trains or evaluates it.
 """
-import fcntl
 import hashlib
 import json
 import logging
-from contextlib import contextmanager
 from pathlib import Path
 
 from hydra import compose
@@ -32,7 +30,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.config import ConfigError, validate
-from dmf.core.files import write_json_atomic
+from dmf.core.files import folder_lock, write_json_atomic
 
 log = logging.getLogger("dmf.pipeline")
 
@@ -105,18 +103,6 @@ def stage_store(cfg: DictConfig) -> Path:
     return Path(cfg.run_dir)
 
 
-@contextmanager
-def stage_lock(stage_dir: Path):
-    """Exclusive use of one stage folder across processes (jobs of a sweep sharing its stages)."""
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    with open(stage_dir / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def run_stage(name: str, spec: DictConfig, overrides: list[str], store: Path, parent_ckpt: Path | None) -> Path:
     """Train one stage (or reuse it when finished with the same key, or load spec.ckpt); returns its checkpoint."""
     if spec.get("ckpt"):
@@ -134,7 +120,7 @@ def run_stage(name: str, spec: DictConfig, overrides: list[str], store: Path, pa
     stage_dir = store / f"{name}-{short_hash(identity)}"
     OmegaConf.update(stage_cfg, "run_dir", str(stage_dir))
     last, record = stage_dir / "checkpoints" / "last.ckpt", stage_dir / "stage.json"
-    with stage_lock(stage_dir):
+    with folder_lock(stage_dir):
         if record.exists() and last.exists():
             log.info(f"stage {name}: finished earlier with the same config and parent, reusing {last}")
             return last
@@ -162,7 +148,7 @@ def evaluate_stage(row: DictConfig, spec: DictConfig, overrides: list[str], ckpt
     OmegaConf.update(cfg, "run_dir", str(ckpt.parent.parent))
     OmegaConf.update(cfg, "eval.out_dir", str(out))
     validate(cfg)
-    with stage_lock(ckpt.parent.parent):
+    with folder_lock(ckpt.parent.parent):
         evaluate(cfg)
     records = []
     for k in row.steps:

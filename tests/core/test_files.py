@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -30,3 +32,14 @@ def test_json_replaces_whole(tmp_path):
     target = write_json_atomic(tmp_path / "r.json", {"fid": 2.16}, indent=1)
     write_json_atomic(target, {"fid": 1.51})
     assert json.loads(target.read_text()) == {"fid": 1.51}
+
+
+def test_folder_lock_makes_a_second_process_wait(tmp_path):
+    """Jobs of a sweep share stage folders: the second waits while the first trains or evaluates one."""
+    code = ("import sys, time; from pathlib import Path; from dmf.core.files import folder_lock\n"
+            "with folder_lock(Path(sys.argv[1])):\n"
+            "    print(time.time(), flush=True); time.sleep(1.0); print(time.time(), flush=True)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "flow-abc")], text=True,
+                              stdout=subprocess.PIPE) for _ in range(2)]
+    spans = sorted(tuple(map(float, p.communicate(timeout=60)[0].split())) for p in procs)
+    assert spans[1][0] >= spans[0][1], spans  # the second entered after the first left

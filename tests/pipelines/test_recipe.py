@@ -161,13 +161,3 @@ def test_rerun_with_other_flow_inputs_redoes_both_stages_and_keeps_the_old_ones(
     assert (again.stdout + again.stderr).count("finished earlier with the same config and parent") == 2
     assert {p.name for p in store.glob("*-*") if (p / "stage.json").exists()} == after
 
-
-def test_stage_lock_makes_a_second_process_wait(tmp_path):
-    """Jobs of a sweep share stage folders: the second waits while the first trains or evaluates one."""
-    code = ("import sys, time; from pathlib import Path; from dmf.pipelines.recipe import stage_lock\n"
-            "with stage_lock(Path(sys.argv[1])):\n"
-            "    print(time.time(), flush=True); time.sleep(1.0); print(time.time(), flush=True)\n")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "flow-abc")], cwd=ROOT, text=True,
-                              stdout=subprocess.PIPE) for _ in range(2)]
-    spans = sorted(tuple(map(float, p.communicate(timeout=60)[0].split())) for p in procs)
-    assert spans[1][0] >= spans[0][1], spans  # the second entered after the first left
