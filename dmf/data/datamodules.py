@@ -1,9 +1,9 @@
 """LightningDataModules for latent data: the .npy folder, webdataset shards, synthetic latents.
 
 Constructor arguments come from the data config's `datamodule:` node. `batch_size` is per process.
-Under DDP, rank and world size come from the attached trainer: the folder dataset gets a
-DistributedSampler seeded by `seed` (Lightning calls its set_epoch), the shard dataset splits shards
-itself (see dmf.data.shards). Posterior noise and flips come from RNGs seeded by (seed, rank, epoch).
+Under DDP, rank and world size come from the attached trainer: the folder dataset gets an EpochSampler
+(dmf.data.epoch_sampler: order from `seed` and the epoch, split over ranks, resumable mid-epoch), the shard
+dataset splits shards itself (see dmf.data.shards). Posterior noise and flips come from RNGs seeded by (seed, rank, epoch).
 `images` (the data configs set it when objective.repa_weight > 0): batches are (image, latent, label), the uint8
 images the latents were encoded from, for REPA's encoder; else the lean (latent, label).
 """
@@ -12,11 +12,12 @@ import warnings
 
 import lightning as pl
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from dmf.core.ranks import rank_and_world
 from dmf.core.seeds import mix_seed
 from dmf.data import layout as L
+from dmf.data.epoch_sampler import EpochSampler
 from dmf.data.errors import check_policy, no_images
 from dmf.data.latent import expected_shape
 from dmf.data.latent_folder import LatentFolderDataset
@@ -72,14 +73,13 @@ class _MapDataModule(_LatentDataModule):
         if self.dataset is None:
             self.setup("fit")
         rank, world = self.rank_and_world()
-        sampler = None
-        if world > 1:  # our own, so its seed is data.seed; Lightning leaves an existing DistributedSampler
-            sampler = DistributedSampler(self.dataset, num_replicas=world, rank=rank, shuffle=True,
-                                         seed=self.seed, drop_last=True)
-        # drives the shuffle (single process) and the DataLoader's worker seeds -> noise and flips
+        # the epoch's order from (data.seed, epoch), split over ranks; a mid-epoch resume skips what was trained
+        # (dmf.train.requeue.ResumeState). Lightning leaves a DistributedSampler as it is and calls its set_epoch.
+        sampler = EpochSampler(len(self.dataset), self.seed, rank, world)
+        # the DataLoader's worker seeds -> posterior noise and flips
         generator = torch.Generator().manual_seed(mix_seed(self.seed, rank, self.start_epoch()))
-        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=sampler is None, sampler=sampler,
-                          drop_last=True, generator=generator, **self._loader_kwargs())
+        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,
+                          generator=generator, **self._loader_kwargs())
 
 
 class LatentFolderDataModule(_MapDataModule):

@@ -27,10 +27,13 @@ def test_folder_batches_and_ddp_split(preprocessed):
     for rank in (0, 1):
         dm.trainer = trainer(rank)
         loader = dm.train_dataloader()
-        assert isinstance(loader.sampler, DistributedSampler) and loader.sampler.seed == 1
+        assert isinstance(loader.sampler, DistributedSampler) and loader.sampler.seed == 1  # Lightning keeps it
         loader.sampler.set_epoch(0)
         seen.append(list(loader.sampler))
     assert not set(seen[0]) & set(seen[1]) and len(seen[0]) == len(seen[1]) == 4  # 9 // 2, drop_last
+    # a run resumed after 2 samples per rank (4 of the epoch's order) continues each rank's own stream
+    loader.sampler.skip_once(4)
+    assert list(loader.sampler) == seen[1][2:]
 
 
 def test_shard_loaders_have_equal_length_on_every_rank(preprocessed):
