@@ -10,12 +10,8 @@ def launch_ranks() -> tuple[int, int, int] | None:
     if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
         return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
-        from lightning.fabric.plugins.environments import SLURMEnvironment
-
-        env = SLURMEnvironment()
-        os.environ.setdefault("MASTER_ADDR", env.main_address)
-        os.environ.setdefault("MASTER_PORT", str(env.main_port))
-        return env.global_rank(), env.world_size(), env.local_rank()
+        return (int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"]),
+                int(os.environ.get("SLURM_LOCALID", 0)))
     return None
 
 

@@ -35,10 +35,22 @@ def init_distributed(device: str | None = None) -> DistInfo:
     dev = _device(device, local)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", "29500")
+    _set_rendezvous()
     dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=world)
     return DistInfo(rank, world, local, dev, True)
+
+
+def _set_rendezvous() -> None:
+    """MASTER_ADDR / MASTER_PORT for the process group: torchrun sets them; under `srun -n N` they come from the
+    allocation as Lightning derives them (the first node, a port from the job id); a lone machine uses loopback."""
+    if "SLURM_PROCID" in os.environ and "RANK" not in os.environ:
+        from lightning.fabric.plugins.environments import SLURMEnvironment
+
+        env = SLURMEnvironment()
+        os.environ.setdefault("MASTER_ADDR", env.main_address)
+        os.environ.setdefault("MASTER_PORT", str(env.main_port))
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29500")
 
 
 def _device(device: str | None, local_rank: int) -> torch.device:

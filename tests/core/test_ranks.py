@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from dmf.core.ranks import launch_ranks, local_rank, rank_and_world
@@ -9,8 +11,8 @@ LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID
 @pytest.fixture
 def clean_env(monkeypatch):
     for var in LAUNCH_VARS:
-        # set first so that the undo removes what a test leaves (launch_ranks() sets MASTER_ADDR/MASTER_PORT; a
-        # leaked MASTER_ADDR=node1 made every later DDP subprocess wait for that host)
+        # set first so that the undo also removes what a test leaves (a leaked MASTER_ADDR=node1 once made every
+        # later DDP subprocess wait for that host)
         monkeypatch.setenv(var, "")
         monkeypatch.delenv(var)
     return monkeypatch
@@ -30,6 +32,7 @@ def test_srun_tasks_without_torchrun(clean_env):
                  "SLURM_NODELIST": "node[1-2]", "SLURM_JOB_ID": "123", "SLURM_JOB_NAME": "dmf"}.items():
         clean_env.setenv(k, v)
     assert launch_ranks() == (3, 4, 1)
+    assert "MASTER_ADDR" not in os.environ  # reading the ranks sets nothing; the process group's start does
 
 
 def test_preprocess_parts_follow_the_launcher(clean_env):
