@@ -29,15 +29,28 @@ def _tile(ptr, i, j, s_i, s_j, n_i, n_j):
     return tl.load(ptr + i[:, None] * s_i + j[None, :] * s_j, mask=(i[:, None] < n_i) & (j[None, :] < n_j), other=0.0)
 
 
+@triton.jit
+def _store_tile(ptr, i, j, s_i, s_j, n_i, n_j, value):
+    """`value` into the tile at ptr[i * s_i + j * s_j], inside [0, n_i) x [0, n_j) only, in ptr's dtype."""
+    tl.store(ptr + i[:, None] * s_i + j[None, :] * s_j, value.to(ptr.dtype.element_ty),
+             mask=(i[:, None] < n_i) & (j[None, :] < n_j))
+
+
+@triton.jit
+def _program(H, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """This program's (batch x head) index, its batch and head, its query rows and the head dims."""
+    pid_m, pid_bh = tl.program_id(0), tl.program_id(1)
+    b, h = (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
+    return pid_bh.to(tl.int64), b, h, pid_m * BLOCK_M + tl.arange(0, BLOCK_M), tl.arange(0, BLOCK_D)
+
+
 def _forward_kernel(
     Q, K, V, O, LSE,
     sqb, sqh, sql, sqd, skb, skh, skl, skd, svb, svh, svl, svd, sob, soh, sol, sod,
     H, L, D, scale_log2,
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    pid_m, pid_bh = tl.program_id(0), tl.program_id(1)
-    b, h = (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
-    rows, dims = pid_m * BLOCK_M + tl.arange(0, BLOCK_M), tl.arange(0, BLOCK_D)
+    bh, b, h, rows, dims = _program(H, BLOCK_M, BLOCK_D)
     q = _tile(Q + b * sqb + h * sqh, rows, dims, sql, sqd, L, D)
     k_base, v_base = K + b * skb + h * skh, V + b * svb + h * svh
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
@@ -56,9 +69,8 @@ def _forward_kernel(
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     o = acc / l_i[:, None]
-    tl.store(O + b * sob + h * soh + rows[:, None] * sol + dims[None, :] * sod, o.to(O.dtype.element_ty),
-             mask=(rows[:, None] < L) & (dims[None, :] < D))
-    tl.store(LSE + pid_bh.to(tl.int64) * L + rows, (m_i + tl.log2(l_i)) * 0.6931471805599453, mask=rows < L)
+    _store_tile(O + b * sob + h * soh, rows, dims, sol, sod, L, D, o)
+    tl.store(LSE + bh * L + rows, (m_i + tl.log2(l_i)) * 0.6931471805599453, mask=rows < L)
 
 
 def _tangent_kernel(
@@ -69,12 +81,10 @@ def _tangent_kernel(
     H, L, D, scale,
     PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    pid_m, pid_bh = tl.program_id(0), tl.program_id(1)
-    b, h = (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
-    rows, dims = pid_m * BLOCK_M + tl.arange(0, BLOCK_M), tl.arange(0, BLOCK_D)
+    bh, b, h, rows, dims = _program(H, BLOCK_M, BLOCK_D)
     q = _tile(Q + b * sqb + h * sqh, rows, dims, sql, sqd, L, D)
     q_t = _tile(QT + b * tqb + h * tqh, rows, dims, tql, tqd, L, D)
-    lse_log2 = tl.load(LSE + pid_bh.to(tl.int64) * L + rows, mask=rows < L, other=0.0) * 1.4426950408889634
+    lse_log2 = tl.load(LSE + bh * L + rows, mask=rows < L, other=0.0) * 1.4426950408889634
     k_base, v_base = K + b * skb + h * skh, V + b * svb + h * svh
     kt_base, vt_base = KT + b * tkb + h * tkh, VT + b * tvb + h * tvh
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)  # sum_j p s' v + p v'
@@ -95,9 +105,8 @@ def _tangent_kernel(
         acc = tl.dot(p.to(v_t.dtype), v_t, acc, input_precision=PRECISION)
     o = _tile(O + b * sob + h * soh, rows, dims, sol, sod, L, D)
     o_t = acc - g[:, None] * o.to(tl.float32)
-    tl.store(OT + b * tob + h * toh + rows[:, None] * tol + dims[None, :] * tod, o_t.to(OT.dtype.element_ty),
-             mask=(rows[:, None] < L) & (dims[None, :] < D))
-    tl.store(LSET + pid_bh.to(tl.int64) * L + rows, g, mask=rows < L)
+    _store_tile(OT + b * tob + h * toh, rows, dims, tol, tod, L, D, o_t)
+    tl.store(LSET + bh * L + rows, g, mask=rows < L)
 
 
 def _configs(*shapes):
