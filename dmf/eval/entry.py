@@ -138,11 +138,8 @@ def _check_request(cfg: DictConfig, score: bool) -> list[str]:
     if not cfg.get("ckpt"):
         raise ValueError("this mode needs weights: pass ckpt=<path to .ckpt/.pt> or ckpt=hf://<owner>/<repo>/<file>")
     for key, uri in (("ckpt", cfg.ckpt), ("eval.ref_stats", ec.ref_stats if score and ec.ref_stats != "build" else None)):
-        try:
-            if uri:
-                resolve_path(uri)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"{key}: {err}") from None
+        if uri:
+            resolve_path(uri, key=key)
     return (["png"] if want_png else []) + (["npz"] if ec.save_npz else [])
 
 

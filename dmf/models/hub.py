@@ -39,9 +39,18 @@ def hf_cache_dir() -> Path:
     return Path(home).expanduser() / "hub"
 
 
-def resolve_path(uri: str | os.PathLike) -> Path:
-    """A local file for `uri`; hf:// URIs are downloaded once into the huggingface_hub cache."""
-    uri = str(uri)
+def resolve_path(uri: str | os.PathLike, key: str | None = None) -> Path:
+    """A local file for `uri`; hf:// URIs are downloaded once into the huggingface_hub cache. `key`: the config key
+    that named it, put at the front of the error (FileNotFoundError, or ValueError for a malformed hf:// URI)."""
+    try:
+        return _resolve(str(uri))
+    except (FileNotFoundError, ValueError) as err:
+        if key is None:
+            raise
+        raise type(err)(f"{key}: {err}") from None
+
+
+def _resolve(uri: str) -> Path:
     if not uri.startswith(HF_PREFIX):
         path = Path(uri).expanduser()
         if not path.exists():

@@ -23,7 +23,7 @@ def export(cfg: DictConfig, out: str | None = None, overwrite: bool = False) -> 
 
     if not cfg.get("ckpt"):
         raise ValueError("mode=export needs ckpt=<run>/checkpoints/last.ckpt (or any checkpoint with EMA weights)")
-    src = Path(resolve_path(cfg.ckpt))
+    src = Path(resolve_path(cfg.ckpt, key="ckpt"))
     stem = Path(out) if out else src.with_name(f"{src.stem}-ema")
     paths = {s: stem.with_name(stem.name + s) for s in SUFFIXES}
     existing = [str(p) for p in paths.values() if p.exists()]
