@@ -7,7 +7,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from dmf.config import ConfigError, validate
+from dmf.config import ConfigError, command_line, validate
 from tests.helpers import CONF, compose_config
 
 ROOT = Path(__file__).parents[1]
@@ -130,3 +130,22 @@ def test_cli_rejects_unknown_keys_and_bad_values_before_work():
     assert typo.returncode != 0 and "Key 'omegaa' is not in struct" in typo.stderr
     bad = run_cli("experiment=digits_dmf", "model.dmf_depth=9", "hydra.run.dir=/tmp/dmf-cli-bad")
     assert bad.returncode != 0 and "model.dmf_depth=9 must satisfy 0 < dmf_depth < depth=6" in bad.stderr
+
+
+def test_run_dir_moves_the_whole_run(tmp_path):
+    """`run_dir=X` puts Hydra's .hydra/ and run.log in X too (they stayed in outputs/ before)."""
+    run_dir = tmp_path / "mine"
+    out = run_cli("experiment=dmf_xl_256", "mode=train", f"run_dir={run_dir}")  # stops at once: ckpt is required
+    assert out.returncode == 2 and "ckpt" in out.stderr
+    assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "run.log").exists()
+    assert f"run_dir: {run_dir}" in (run_dir / ".hydra" / "config.yaml").read_text()
+
+
+def test_run_dir_is_refused_where_it_cannot_mean_one_folder(tmp_path):
+    sweep = run_cli("-m", "experiment=digits_dmf", "guidance.omega=0.4,0.6", f"run_dir={tmp_path}")
+    assert sweep.returncode == 2 and f"set hydra.sweep.dir={tmp_path} instead" in sweep.stderr
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(ConfigError, match="name two folders"):
+        command_line(["run_dir=a", "hydra.run.dir=b"])
+    assert command_line(["run_dir=a", "hydra.run.dir=a"]) == ["run_dir=a", "hydra.run.dir=a"]
+    assert command_line(["guidance.omega=0.4"]) == ["guidance.omega=0.4"]
