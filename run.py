@@ -9,7 +9,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from dmf.config import command_line, register_resolvers, validate
+from dmf.command_line import command_line
+from dmf.config import register_resolvers, validate
 from dmf.core.errors import UsageError
 
 register_resolvers()

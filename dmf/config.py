@@ -49,28 +49,6 @@ class ConfigError(UsageError, ValueError):
     pass
 
 
-def command_line(args: list[str]) -> list[str]:
-    """`run_dir=X` means the run's whole folder: on a single run it also sets `hydra.run.dir=X`, so Hydra's
-    run.log and .hydra/ land beside the checkpoints (run_dir alone moved only what the code writes). A sweep's
-    jobs each have their own folder under `hydra.sweep.dir`, so there one run_dir for all is refused."""
-    def value(key):
-        found = [a.split("=", 1)[1] for a in args if a.lstrip("+").split("=", 1)[0] == key and "=" in a]
-        return found[-1] if found else None
-
-    run_dir, hydra_dir = value("run_dir"), value("hydra.run.dir")
-    if run_dir is None:
-        return args
-    if "-m" in args or "--multirun" in args or value("hydra.mode") == "MULTIRUN":
-        raise ConfigError(f"run_dir={run_dir} names one run's folder, but a sweep (-m) gives each job its own: "
-                          f"set hydra.sweep.dir={run_dir} instead (jobs go to its sub-folders)")
-    if hydra_dir is None:
-        return [*args, f"hydra.run.dir={run_dir}"]
-    if hydra_dir != run_dir:
-        raise ConfigError(f"run_dir={run_dir} and hydra.run.dir={hydra_dir} name two folders for one run; "
-                          f"give one of them")
-    return args
-
-
 def _number(cfg, key, lo=None, hi=None, integer=False):
     value = OmegaConf.select(cfg, key)
     kind = int if integer else Real

@@ -7,7 +7,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from dmf.config import ConfigError, command_line, validate
+from dmf.command_line import CommandLineError, command_line
+from dmf.config import ConfigError, validate
 from tests.helpers import CONF, compose_config
 
 ROOT = Path(__file__).parents[1]
@@ -145,7 +146,19 @@ def test_run_dir_is_refused_where_it_cannot_mean_one_folder(tmp_path):
     sweep = run_cli("-m", "experiment=digits_dmf", "guidance.omega=0.4,0.6", f"run_dir={tmp_path}")
     assert sweep.returncode == 2 and f"set hydra.sweep.dir={tmp_path} instead" in sweep.stderr
     assert not any(tmp_path.iterdir())
-    with pytest.raises(ConfigError, match="name two folders"):
+    with pytest.raises(CommandLineError, match="name two folders"):
         command_line(["run_dir=a", "hydra.run.dir=b"])
     assert command_line(["run_dir=a", "hydra.run.dir=a"]) == ["run_dir=a", "hydra.run.dir=a"]
     assert command_line(["guidance.omega=0.4"]) == ["guidance.omega=0.4"]
+
+
+def test_a_path_with_equals_signs_gets_the_quoted_override_to_paste(tmp_path):
+    """A sweep job's folder (.../guidance.omega=0.6,sampler=restart/...) passed back unquoted: Hydra alone says
+    "mismatched input '='"; run.py names the key and prints the quoted form, which then works."""
+    path = "multirun/x/guidance.omega=0.6,sampler=restart/last.ckpt"
+    out = run_cli("experiment=digits_dmf", f"ckpt={path}", "--cfg", "job")
+    assert out.returncode == 2 and f"ckpt=\"'{path}'\"" in out.stderr, out.stderr
+    quoted = run_cli("experiment=digits_dmf", f"ckpt='{path}'", "--cfg", "job")
+    assert quoted.returncode == 0 and f"ckpt: {path}" in quoted.stdout, quoted.stderr
+    for fine in ("a=b\\=c", "a='x=y'", "a=${oc.env:HOME}", "+a={k: v}", "-m", "a=1,2"):
+        assert command_line([fine]) == [fine]
