@@ -162,3 +162,8 @@ def test_a_path_with_equals_signs_gets_the_quoted_override_to_paste(tmp_path):
     assert quoted.returncode == 0 and f"ckpt: {path}" in quoted.stdout, quoted.stderr
     for fine in ("a=b\\=c", "a='x=y'", "a=${oc.env:HOME}", "+a={k: v}", "-m", "a=1,2"):
         assert command_line([fine]) == [fine]
+
+
+def test_debug_tiny_names_its_scope_on_other_experiments():
+    out = run_cli("experiment=dmf_xl_256", "debug=tiny", "hydra.run.dir=/tmp/dmf-cli-tiny")
+    assert out.returncode == 2 and "debug=tiny is for the digits experiments (data=imagenet256 here)" in out.stderr
