@@ -1,9 +1,11 @@
 """LightningDataModules for latent data: the .npy folder, webdataset shards, synthetic latents.
 
 Constructor arguments come from the data config's `datamodule:` node. `batch_size` is per process.
-Under DDP, rank and world size come from the attached trainer: the folder dataset gets an EpochSampler
+Under DDP, rank and world size come from the attached trainer: the folder dataset gets an EpochKeySampler
 (dmf.data.epoch_sampler: order from `seed` and the epoch, split over ranks, resumable mid-epoch), the shard
-dataset splits shards itself (see dmf.data.shards). Posterior noise and flips come from RNGs seeded by (seed, rank, epoch).
+dataset splits shards itself and resumes its per-(rank, worker) streams mid-epoch (see dmf.data.shards). Posterior
+noise and flips are drawn per sample, seeded by (seed, epoch, the sample's place: dmf.data.sample_draws), so a
+resumed run reads bit for bit what the uninterrupted one would have, with DataLoader workers too.
 `images` (the data configs set it when objective.repa_weight > 0): batches are (image, latent, label), the uint8
 images the latents were encoded from, for REPA's encoder; else the lean (latent, label).
 """
@@ -15,9 +17,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from dmf.core.ranks import rank_and_world
-from dmf.core.seeds import mix_seed
 from dmf.data import layout as L
-from dmf.data.epoch_sampler import EpochSampler
+from dmf.data.epoch_sampler import EpochKeySampler
 from dmf.data.errors import check_policy, no_images
 from dmf.data.latent import expected_shape
 from dmf.data.latent_folder import LatentFolderDataset
@@ -25,6 +26,13 @@ from dmf.data.shards import ShardDataset
 from dmf.data.synthetic import SyntheticLatentDataset
 
 log = logging.getLogger(__name__)
+
+
+def _worker_seeds(seed: int) -> torch.Generator:
+    """The DataLoader's worker seeds come from here, not from a draw on torch's global RNG, which would shift the
+    training process's RNG by one draw per epoch (and differently in a resumed run, whose RNG is restored first).
+    Nothing the datasets yield depends on these seeds."""
+    return torch.Generator().manual_seed(seed)
 
 
 class EpochLoader(DataLoader):
@@ -75,11 +83,10 @@ class _MapDataModule(_LatentDataModule):
         rank, world = self.rank_and_world()
         # the epoch's order from (data.seed, epoch), split over ranks; a mid-epoch resume skips what was trained
         # (dmf.train.requeue.ResumeState). Lightning leaves a DistributedSampler as it is and calls its set_epoch.
-        sampler = EpochSampler(len(self.dataset), self.seed, rank, world)
-        # the DataLoader's worker seeds -> posterior noise and flips
-        generator = torch.Generator().manual_seed(mix_seed(self.seed, rank, self.start_epoch()))
+        # It hands (epoch, index) to the dataset, which seeds each sample's noise and flip from them.
+        sampler = EpochKeySampler(len(self.dataset), self.seed, rank, world)
         return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,
-                          generator=generator, **self._loader_kwargs())
+                          generator=_worker_seeds(self.seed), **self._loader_kwargs())
 
 
 class LatentFolderDataModule(_MapDataModule):
@@ -93,7 +100,7 @@ class LatentFolderDataModule(_MapDataModule):
         if self.dataset is None:
             self.dataset = LatentFolderDataset(
                 self.root, self.scale, self.latent_channels, self.latent_size, self.num_classes, self.flip,
-                self.on_error, self.check_files, self.images)
+                self.on_error, self.check_files, self.images, self.seed)
 
 
 class SyntheticDataModule(_MapDataModule):
@@ -175,4 +182,4 @@ class ShardDataModule(_LatentDataModule):
         self.dataset = self.build_dataset(rank, world, epoch)
         # resampled: every worker yields whole batches, the same count on every rank, so no drop needed
         return EpochLoader(self.dataset, batch_size=self.batch_size, drop_last=self.resampled,
-                           start_epoch=epoch, **self._loader_kwargs())
+                           start_epoch=epoch, generator=_worker_seeds(self.seed), **self._loader_kwargs())

@@ -121,7 +121,8 @@ class ResumeState(Callback):
     """Puts each rank's RNG and the position inside the epoch into every checkpoint and restores them on resume.
 
     The position is counted in samples of the epoch's order over all ranks; a sampler with `skip_once`
-    (dmf.data.epoch_sampler) resumes every rank's own stream there. Saving is collective (every rank's RNG is
+    (dmf.data.epoch_sampler), or an iterable dataset with one (dmf.data.shards), resumes every rank's own stream
+    there. Saving is collective (every rank's RNG is
     gathered), as Lightning's checkpointing already is."""
 
     def __init__(self):
@@ -159,6 +160,9 @@ class ResumeState(Callback):
             torch.set_rng_state(rng["torch_rng"])
             if rng["cuda_rng"]:
                 torch.cuda.set_rng_state_all(rng["cuda_rng"])
-        sampler = getattr(trainer.train_dataloader, "sampler", None)
-        if state["samples_done"] and hasattr(sampler, "skip_once"):
-            sampler.skip_once(state["samples_done"])
+        loader = trainer.train_dataloader
+        resumable = getattr(loader, "sampler", None)
+        if not hasattr(resumable, "skip_once"):  # an iterable dataset (shards) resumes its own streams
+            resumable = getattr(loader, "dataset", None)
+        if state["samples_done"] and hasattr(resumable, "skip_once"):
+            resumable.skip_once(state["samples_done"])
