@@ -126,3 +126,26 @@ def test_lightning_trainer_runs_epochs_with_fresh_noise(kind, preprocessed):
     assert len(e0) == len(e1) == (4 if kind == "folder" else 5)  # 9 // 2, or ceil(9 / 2) = 5 batches
     assert all(shape == (2, 4, 8, 8) for shape, _, _ in e0 + e1)
     assert [s for *_, s in e0] != [s for *_, s in e1]  # new order and/or new posterior noise each epoch
+
+
+@pytest.mark.parametrize("kind", ["folder", "synthetic"])
+def test_map_style_batches_do_not_depend_on_the_worker_count(kind, preprocessed):
+    # noise and flips are drawn per sample from (seed, epoch, index): 0 or 2 workers, fresh or persistent, the same
+    def epochs(workers):
+        if kind == "folder":
+            dm = LatentFolderDataModule(root=str(preprocessed), batch_size=2, flip=True,
+                                        **{**COMMON, "num_workers": workers})
+        else:
+            dm = SyntheticDataModule(num_samples=9, batch_size=2, flip=True, latent_channels=4, latent_size=4,
+                                     num_workers=workers)
+        dm.trainer = trainer(1)
+        loader = dm.train_dataloader()
+        out = []
+        for epoch in (0, 1):
+            loader.sampler.set_epoch(epoch)
+            out.append(torch.cat([x for x, _ in loader]))
+        return out
+
+    serial, parallel = epochs(0), epochs(2)
+    assert len(serial[0]) == 4 and all(torch.equal(a, b) for a, b in zip(serial, parallel))
+    assert not torch.equal(*serial)  # a new order and new draws each epoch
