@@ -22,6 +22,7 @@ from dmf.data.epoch_sampler import EpochKeySampler
 from dmf.data.errors import check_policy, no_images
 from dmf.data.latent import expected_shape
 from dmf.data.latent_folder import LatentFolderDataset
+from dmf.data.resume_position import ResumePosition
 from dmf.data.shards import ShardDataset
 from dmf.data.synthetic import SyntheticLatentDataset
 
@@ -48,7 +49,7 @@ class EpochLoader(DataLoader):
         return super().__iter__()
 
 
-class _LatentDataModule(pl.LightningDataModule):
+class _LatentDataModule(ResumePosition, pl.LightningDataModule):
     def __init__(self, batch_size: int = 32, num_workers: int = 4, seed: int = 0, flip: bool = False,
                  on_error: str = "raise", scale: float = 0.18215, latent_channels: int | None = None,
                  latent_size: int | None = None, num_classes: int | None = None, pin_memory: bool = True,
@@ -66,9 +67,6 @@ class _LatentDataModule(pl.LightningDataModule):
     def rank_and_world(self) -> tuple[int, int]:
         return rank_and_world(self.trainer)
 
-    def start_epoch(self) -> int:
-        return int(self.trainer.current_epoch) if self.trainer is not None else 0
-
     def _loader_kwargs(self) -> dict:
         workers = self.num_workers > 0
         return dict(num_workers=self.num_workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
@@ -80,11 +78,10 @@ class _MapDataModule(_LatentDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.dataset is None:
             self.setup("fit")
-        rank, world = self.rank_and_world()
         # the epoch's order from (data.seed, epoch), split over ranks; a mid-epoch resume skips what was trained
         # (dmf.train.requeue.ResumeState). Lightning leaves a DistributedSampler as it is and calls its set_epoch.
         # It hands (epoch, index) to the dataset, which seeds each sample's noise and flip from them.
-        sampler = EpochKeySampler(len(self.dataset), self.seed, rank, world)
+        sampler = self.epoch_sampler(EpochKeySampler, len(self.dataset), self.seed)
         return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,
                           generator=_worker_seeds(self.seed), **self._loader_kwargs())
 
@@ -178,8 +175,11 @@ class ShardDataModule(_LatentDataModule):
         # our __len__ is exact: every worker is told its share (ShardDataset.samples_per_worker)
         warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
         rank, world = self.rank_and_world()
-        epoch = self.start_epoch()
+        epoch = self.loader_epoch()
         self.dataset = self.build_dataset(rank, world, epoch)
+        done = self.samples_done(epoch)
+        if done:  # resumed mid-epoch: every stream continues where it stopped
+            self.dataset.skip_once(done)
         # resampled: every worker yields whole batches, the same count on every rank, so no drop needed
         return EpochLoader(self.dataset, batch_size=self.batch_size, drop_last=self.resampled,
                            start_epoch=epoch, generator=_worker_seeds(self.seed), **self._loader_kwargs())

@@ -1,0 +1,58 @@
+"""Two CPU ranks (DDP, gloo) through run.py on latent data, as ImageNet runs read it (webdataset shards, the .npy
+folder) with DataLoader workers and flips: a run resumed mid-epoch reads, on every rank, exactly the batches of the
+uninterrupted run, posterior noise and flips included, and ends with its weights. The folder's batches do not
+depend on the worker count, so its resumed run also changes that (0 -> 2 workers, a key a resume may change).
+(How the first run stopped, by max_steps or by the requeue signal, is tests/train/test_ddp_resume.py's part: here the
+resume starts from the uninterrupted run's mid-epoch checkpoint, which holds the same state.)"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).parents[2]
+BASE = ["experiment=digits_dmf", "debug=tiny", "model.depth=2", "model.dmf_depth=1", "data.resolution=64",
+        "data.num_classes=3", "data.global_batch_size=4", "data.datamodule.flip=true", "trainer.strategy=ddp",
+        "trainer.devices=2", "trainer.accelerator=cpu", "callbacks.checkpoint.every_n_train_steps=3"]
+RESUME_AT = 3
+CASES = {  # data overrides, workers of the uninterrupted and of the resumed run, steps
+    # 24 samples an epoch over 2 ranks x 2 workers: 3 batches of 2 per worker, 6 steps; resumed after an odd number of
+    # steps, the resumed pass starts on worker 1's stream
+    "shards": (["data=imagenet256_wds", "data.datamodule.num_samples=24"], 2, 2, 8),
+    # 9 samples, 2 per rank a step: 2 steps an epoch, step 3 is the middle of epoch 1
+    "folder": (["data=imagenet256_latents"], 0, 2, 5),
+}
+
+
+def train(root: Path, run_dir: Path, record: Path, data: list[str], workers: int, steps: int, *extra):
+    out = subprocess.run(
+        ["nice", sys.executable, "run.py", *BASE, *data, f"data.root={root}",
+         f"data.datamodule.num_workers={workers}", f"trainer.max_steps={steps}", f"hydra.run.dir={run_dir}",
+         "+callbacks.batches._target_=tests.train.batch_recorder.BatchRecorder", f"+callbacks.batches.path={record}",
+         *extra], cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(CASES))
+def test_a_ddp_run_resumed_mid_epoch_reads_the_same_latents_and_ends_with_the_same_weights(kind, preprocessed,
+                                                                                           tmp_path):
+    data, workers, resumed_workers, steps = CASES[kind]
+    train(preprocessed, tmp_path / "whole", tmp_path / "whole_rec", data, workers, steps)
+    checkpoint = tmp_path / "whole" / "checkpoints" / f"step_{RESUME_AT:06d}.ckpt"
+    train(preprocessed, tmp_path / "resumed", tmp_path / "resumed_rec", data, resumed_workers, steps,
+          f"resume={checkpoint}")
+    for rank in (0, 1):
+        reference = torch.load(tmp_path / "whole_rec" / f"rank{rank}.pt")
+        seen = torch.load(tmp_path / "resumed_rec" / f"rank{rank}.pt")
+        assert sorted(reference) == list(range(steps)) and sorted(seen) == list(range(RESUME_AT, steps))
+        for step, (x, y) in seen.items():
+            assert torch.equal(x, reference[step][0]) and torch.equal(y, reference[step][1]), f"rank {rank}, step {step}"
+    whole = [torch.load(tmp_path / "whole_rec" / f"rank{r}.pt") for r in (0, 1)]
+    assert not torch.equal(whole[0][RESUME_AT][0], whole[1][RESUME_AT][0])  # each rank reads its own samples
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
