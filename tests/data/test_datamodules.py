@@ -149,3 +149,24 @@ def test_map_style_batches_do_not_depend_on_the_worker_count(kind, preprocessed)
     serial, parallel = epochs(0), epochs(2)
     assert len(serial[0]) == 4 and all(torch.equal(a, b) for a, b in zip(serial, parallel))
     assert not torch.equal(*serial)  # a new order and new draws each epoch
+
+
+@pytest.mark.parametrize("kind", ["folder", "shards"])
+def test_a_loader_built_after_resume_at_starts_at_the_restored_position(kind, preprocessed):
+    # Lightning creates the loader's iterator before any training hook: with workers the first batches are fetched
+    # at once, so the position must be in the loader as it is built (ResumeState calls resume_at at restore)
+    cls = LatentFolderDataModule if kind == "folder" else ShardDataModule
+
+    def epoch_one(rank, resume_at=None):
+        dm = cls(root=str(preprocessed), batch_size=2, flip=True, **{**COMMON, "num_workers": 2})
+        dm.trainer = trainer(rank, epoch=1)
+        if resume_at:
+            dm.resume_at(*resume_at)
+        return [x for x, _ in iter(dm.train_dataloader())]
+
+    for rank in (0, 1):
+        full = epoch_one(rank)
+        resumed = epoch_one(rank, resume_at=(1, 1 * 2 * 2))  # one step of 2 ranks x 2 samples done
+        assert len(full) == (2 if kind == "folder" else 4) and len(resumed) == len(full) - 1
+        assert all(torch.equal(a, b) for a, b in zip(full[1:], resumed)), rank
+        assert len(epoch_one(rank, resume_at=(0, 4))) == len(full)  # a position in another epoch: not this one's
