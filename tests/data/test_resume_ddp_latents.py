@@ -13,9 +13,12 @@ import pytest
 import torch
 
 ROOT = Path(__file__).parents[2]
-BASE = ["experiment=digits_dmf", "debug=tiny", "model.depth=2", "model.dmf_depth=1", "data.resolution=64",
-        "data.num_classes=3", "data.global_batch_size=4", "data.datamodule.flip=true", "trainer.strategy=ddp",
-        "trainer.devices=2", "trainer.accelerator=cpu", "callbacks.checkpoint.every_n_train_steps=3"]
+# the ImageNet experiment shrunk to a CPU (docs/training.md, "Smoke-testing an ImageNet experiment") on the fixture's
+# 9 latents of 64 px images
+BASE = ["experiment=dmf_xl_256", "model.depth=2", "model.hidden_size=32", "model.num_heads=2", "model.dmf_depth=1",
+        "data.resolution=64", "data.num_classes=3", "data.global_batch_size=4", "data.datamodule.flip=true",
+        "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+        "callbacks.checkpoint.every_n_train_steps=3"]
 RESUME_AT = 3
 CASES = {  # data overrides, workers of the uninterrupted and of the resumed run, steps
     # 24 samples an epoch over 2 ranks x 2 workers: 3 batches of 2 per worker, 6 steps; resumed after an odd number of
@@ -26,23 +29,36 @@ CASES = {  # data overrides, workers of the uninterrupted and of the resumed run
 }
 
 
-def train(root: Path, run_dir: Path, record: Path, data: list[str], workers: int, steps: int, *extra):
-    out = subprocess.run(
-        ["nice", sys.executable, "run.py", *BASE, *data, f"data.root={root}",
-         f"data.datamodule.num_workers={workers}", f"trainer.max_steps={steps}", f"hydra.run.dir={run_dir}",
-         "+callbacks.batches._target_=tests.train.batch_recorder.BatchRecorder", f"+callbacks.batches.path={record}",
-         *extra], cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+def run(*args: str):
+    out = subprocess.run(["nice", sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def init(tmp_path_factory) -> Path:
+    """A random-init weights file of the tiny network (`ckpt=`, which the experiment requires)."""
+    path = tmp_path_factory.mktemp("init") / "init.pt"
+    run("bench/init_checkpoint.py", "--model", "DMFT-XL/2", "--input-size", "8", "--num-classes", "3", "--size", "2",
+        "32", "2", "--dmf-depth", "1", "--out", str(path))
+    return path
+
+
+def train(init: Path, root: Path, run_dir: Path, record: Path, data: list[str], workers: int, steps: int, *extra):
+    run("run.py", *BASE, f"ckpt={init}", *data, f"data.root={root}",
+        f"data.datamodule.num_workers={workers}", f"trainer.max_steps={steps}", f"hydra.run.dir={run_dir}",
+        "+callbacks.batches._target_=tests.train.batch_recorder.BatchRecorder", f"+callbacks.batches.path={record}",
+        *extra)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(CASES))
-def test_a_ddp_run_resumed_mid_epoch_reads_the_same_latents_and_ends_with_the_same_weights(kind, preprocessed,
+def test_a_ddp_run_resumed_mid_epoch_reads_the_same_latents_and_ends_with_the_same_weights(kind, init, preprocessed,
                                                                                            tmp_path):
     data, workers, resumed_workers, steps = CASES[kind]
-    train(preprocessed, tmp_path / "whole", tmp_path / "whole_rec", data, workers, steps)
+    train(init, preprocessed, tmp_path / "whole", tmp_path / "whole_rec", data, workers, steps)
     checkpoint = tmp_path / "whole" / "checkpoints" / f"step_{RESUME_AT:06d}.ckpt"
-    train(preprocessed, tmp_path / "resumed", tmp_path / "resumed_rec", data, resumed_workers, steps,
+    train(init, preprocessed, tmp_path / "resumed", tmp_path / "resumed_rec", data, resumed_workers, steps,
           f"resume={checkpoint}")
     for rank in (0, 1):
         reference = torch.load(tmp_path / "whole_rec" / f"rank{rank}.pt")
