@@ -11,9 +11,10 @@ The shuffle buffer uses an RNG seeded the same way; each sample's flip and poste
 seeded by (seed, e, r, k, the sample's position in the stream) (dmf.data.sample_draws), so a stream is a pure
 function of (seed, e, r, k) and of nothing else.
 
-Resuming mid-epoch (resampled): `skip_once` (called by dmf.train.requeue.ResumeState) makes the next pass continue
-each stream where it stopped. DataLoader worker k yields batches k, k+K, ... of its rank; after p batches the
-resumed pass's worker k plays the stream of batch p+k, and leaves out the samples that stream already yielded.
+Resuming mid-epoch (resampled): `skip_once` (called by the datamodule with the position that
+dmf.train.requeue.ResumeState restored) makes the next pass continue each stream where it stopped. Worker k's stream
+yields batches k, k+K, ... of its rank; after p batches the resumed pass's worker k plays stream (p+k) mod K (the
+stream of batch p+k) and leaves out the samples that stream already yielded.
 Those are read from their shards and run through the shuffle buffer (its state depends on them) but not decoded
 (with on_error=skip they are: whether a sample is bad decides the stream's positions).
 With `images`, samples are (uint8 image (3, R, R), latent, label): the .image.png member, flipped with the latent.
