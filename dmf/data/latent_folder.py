@@ -10,8 +10,8 @@ from torch.utils.data import Dataset
 from dmf.data.errors import DataError, ErrorPolicy, no_images
 from dmf.data.images import decode_image
 from dmf.data.latent import check_moments, expected_shape, load_npy
-from dmf.data.sample_draws import draw_latent, sample_generator
 from dmf.data.layout import image_dir, image_relpath_of, npy_dir, read_json
+from dmf.data.sample_draws import draw_latent, sample_generator
 
 log = logging.getLogger(__name__)
 MAX_CONSECUTIVE_BAD = 32

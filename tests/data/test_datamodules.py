@@ -193,7 +193,8 @@ def test_a_folder_run_resumed_mid_epoch_with_workers_reads_and_learns_as_the_uni
     from dmf.train.requeue import ResumeState
 
     def fit(name, workers, ckpt=None):
-        dm = LatentFolderDataModule(root=str(preprocessed), batch_size=2, flip=True, **{**COMMON, "num_workers": workers})
+        dm = LatentFolderDataModule(root=str(preprocessed), batch_size=2, flip=True,
+                                    **{**COMMON, "num_workers": workers})
         module = Learner()
         every_5 = ModelCheckpoint(dirpath=tmp_path / name, every_n_train_steps=5, save_top_k=-1, filename="step{step}")
         pl.Trainer(max_steps=7, accelerator="cpu", devices=1, logger=False, callbacks=[ResumeState(), every_5],

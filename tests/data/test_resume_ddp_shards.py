@@ -56,7 +56,7 @@ def test_a_ddp_run_on_shards_resumed_mid_epoch_reads_the_same_latents_and_ends_w
         seen = torch.load(tmp_path / "resumed_rec" / f"rank{rank}.pt")
         assert sorted(reference) == list(range(STEPS)) and sorted(seen) == list(range(RESUME_AT, STEPS))
         for step, (x, y) in seen.items():
-            assert torch.equal(x, reference[step][0]) and torch.equal(y, reference[step][1]), f"rank {rank}, step {step}"
+            assert torch.equal(x, reference[step][0]) and torch.equal(y, reference[step][1]), (rank, step)
     whole = [torch.load(tmp_path / "whole_rec" / f"rank{r}.pt") for r in (0, 1)]
     assert not torch.equal(whole[0][RESUME_AT][0], whole[1][RESUME_AT][0])  # each rank reads its own samples
     a = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]

@@ -180,7 +180,8 @@ def rank_stream(urls, rank, workers, *, done=0, world=2, dataset=ShardDataset, *
 
 def batches(ds) -> list[torch.Tensor]:
     """A pass in batches of 2 through a DataLoader with the dataset's worker count."""
-    loader = DataLoader(ds, batch_size=2, drop_last=True, num_workers=ds.num_workers, timeout=60 if ds.num_workers else 0)
+    workers = ds.num_workers
+    loader = DataLoader(ds, batch_size=2, drop_last=True, num_workers=workers, timeout=60 if workers else 0)
     return [x for x, _ in loader]
 
 
