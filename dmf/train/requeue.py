@@ -121,8 +121,8 @@ class ResumeState(Callback):
     """Puts each rank's RNG and the position inside the epoch into every checkpoint and restores them on resume.
 
     The position is counted in samples of the epoch's order over all ranks; a datamodule with `resume_at`
-    (dmf.data.resume_position) builds its loader there, and every rank continues its own stream. Saving is collective (every rank's RNG is
-    gathered), as Lightning's checkpointing already is."""
+    (dmf.data.resume_position) builds its loader there, and every rank continues its own stream. Saving is
+    collective (every rank's RNG is gathered), as Lightning's checkpointing already is."""
 
     def __init__(self):
         self._pending = None
@@ -164,4 +164,3 @@ class ResumeState(Callback):
             torch.set_rng_state(rng["torch_rng"])
             if rng["cuda_rng"]:
                 torch.cuda.set_rng_state_all(rng["cuda_rng"])
-
