@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.config import ConfigError
 from dmf.eval.report import collect as eval_rows
+from dmf.train.resume_guard import HISTORY
 
 log = logging.getLogger("dmf.collect")
 
@@ -64,7 +65,9 @@ def read_job(job_dir: str | Path) -> dict:
 
 
 def find_jobs(root: Path) -> list[Path]:
-    return sorted(p.parent.parent for p in root.rglob(".hydra/overrides.yaml") if p.parent.parent != root)
+    """Job folders under root; not the copies of .hydra/ that each training attempt keeps in config_history/."""
+    return sorted(p.parent.parent for p in root.rglob(".hydra/overrides.yaml")
+                  if p.parent.parent != root and HISTORY not in p.relative_to(root).parts)
 
 
 def swept_keys(records: list[dict]) -> list[str]:

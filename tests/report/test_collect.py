@@ -1,7 +1,10 @@
 """mode=collect on hand-made job folders: one row per job and result, swept keys found, losses read, plots drawn.
-(The real sweep through run.py: tests/pipelines/test_recipe.py.)"""
+(Real sweeps through run.py: tests/pipelines/test_recipe.py, and a training sweep below.)"""
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,8 @@ from omegaconf import OmegaConf
 from dmf.config import ConfigError
 from dmf.report.collect import collect, read_job
 from tests.helpers import compose_config
+
+ROOT = Path(__file__).parents[2]
 
 
 def make_job(root: Path, overrides: list[str], fd: dict[int, float] | None, losses: list[float]) -> Path:
@@ -65,3 +70,21 @@ def test_mode_collect_takes_a_sweep_folder_or_a_table(tmp_path):
         collect(compose_config(["mode=collect", f"dir={tmp_path}", "paper=main"]))
     cfg = compose_config(["mode=collect", "paper=main", f"paper.root={tmp_path}"])
     assert collect(cfg)["markdown"] == tmp_path / "main.md"  # every row "missing", and the table still written
+
+
+@pytest.mark.slow
+def test_collect_of_a_training_sweep_has_one_row_per_job(tmp_path):
+    """Through run.py: each training job keeps copies of .hydra/ in config_history/attempt_NNN/; they are not jobs."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for args in (["-m", "experiment=digits_dmf", "debug=tiny", "trainer.max_steps=2", "guidance.omega=0.2,0.6",
+                  f"hydra.sweep.dir={tmp_path}"], ["mode=collect", f"dir={tmp_path}"]):
+        out = subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+    with open(tmp_path / "sweep.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert sorted(r["guidance.omega"] for r in table) == ["0.2", "0.6"]
+    for row in table:
+        with open(tmp_path / row["job"] / "logs" / "version_0" / "metrics.csv", newline="") as f:
+            last = list(csv.DictReader(f))[-1]
+        assert float(row["train/loss"]) == pytest.approx(float(last["train/loss"]))
