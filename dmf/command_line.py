@@ -47,6 +47,11 @@ def check_quoting(arg: str) -> None:
                 f"sweep job's folder) must be quoted: {key}=\"'{value}'\" (the shell keeps the inner quotes)")
 
 
+def unquoted(value: str) -> str:
+    """Hydra reads `"x"` and `'x'` as x (Lightning's DDP launcher passes the run's folder back quoted)."""
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"" else value
+
+
 def with_run_dir(args: list[str]) -> list[str]:
     """`run_dir=X` means the run's whole folder: on a single run it also sets `hydra.run.dir=X`, so Hydra's
     run.log and .hydra/ land beside the checkpoints (run_dir alone moved only what the code writes). A sweep's
@@ -63,7 +68,7 @@ def with_run_dir(args: list[str]) -> list[str]:
                                f"set hydra.sweep.dir={run_dir} instead (jobs go to its sub-folders)")
     if hydra_dir is None:
         return [*args, f"hydra.run.dir={run_dir}"]
-    if hydra_dir != run_dir:
+    if unquoted(hydra_dir) != unquoted(run_dir):
         raise CommandLineError(f"run_dir={run_dir} and hydra.run.dir={hydra_dir} name two folders for one run; "
                                f"give one of them")
     return args

@@ -149,6 +149,8 @@ def test_run_dir_is_refused_where_it_cannot_mean_one_folder(tmp_path):
     with pytest.raises(CommandLineError, match="name two folders"):
         command_line(["run_dir=a", "hydra.run.dir=b"])
     assert command_line(["run_dir=a", "hydra.run.dir=a"]) == ["run_dir=a", "hydra.run.dir=a"]
+    # Lightning's DDP launcher starts rank 1 with the run's folder appended, quoted
+    assert command_line(["run_dir=a", "hydra.run.dir=a", 'hydra.run.dir="a"'])[-1] == 'hydra.run.dir="a"'
     assert command_line(["guidance.omega=0.4"]) == ["guidance.omega=0.4"]
 
 
