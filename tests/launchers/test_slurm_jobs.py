@@ -70,6 +70,32 @@ def test_a_2x2_grid_runs_one_job_per_point_and_each_writes_its_results(tmp_path)
           f"{time.time() - start:.1f} s")
 
 
+def test_the_readme_sweep_with_the_default_sweep_dir_and_its_rerun_in_that_dir(tmp_path):
+    """As the README types it (no hydra.sweep.dir, from the user's folder): jobs land in multirun/<experiment>/<date>/
+    with their SLURM logs; the same command again with hydra.sweep.dir=<that folder> resumes each job in its folder
+    (finished: nothing is trained or logged twice)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **THREADS}
+    command = [sys.executable, str(ROOT / "run.py"), "-m", "hydra/launcher=slurm_cpu", "experiment=digits_dmf",
+               "debug=tiny", "model.depth=2", "model.dmf_depth=1", "hydra.launcher.cpus_per_task=1",
+               "trainer.max_steps=2", "guidance.omega=0.2,0.6"]
+    out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "multirun" / "digits_dmf").iterdir()
+    assert len(list(sweep_dir.glob(".submitit/*/*_log.out"))) == 2, submitit_logs(sweep_dir, 2000)
+    out = subprocess.run([*command, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:] + submitit_logs(sweep_dir, 2000)
+    dirs = job_dirs(sweep_dir)
+    assert len(dirs) == 2
+    for d, omega in zip(dirs, (0.2, 0.6)):
+        assert f"guidance.omega={omega}" in (d / ".hydra" / "overrides.yaml").read_text()
+        assert [p.read_text().split("\n")[0] for p in sorted(d.glob("config_history/attempt_*/status"))] == [
+            "accepted (start)", "accepted (resume)"]
+        assert [int(r["step"]) for r in logged_rows(d)] == [0, 1]
+        ckpt = torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)
+        assert ckpt["global_step"] == 2 and ckpt["dmf_config"]["guidance"]["omega"] == omega
+
+
 def test_two_tasks_per_node_is_a_two_process_lightning_job(tmp_path):
     """tasks_per_node=2 alone makes Lightning's world size 2: trainer.devices follows the launcher."""
     submit(tmp_path, "hydra.launcher.tasks_per_node=2", "hydra.launcher.cpus_per_task=1", "trainer.max_steps=2",

@@ -1,7 +1,10 @@
 """The launcher preset sets the world size: trainer.devices / num_nodes follow tasks_per_node / nodes."""
+import re
+
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
 
 from dmf.config import ConfigError, register_resolvers
 from dmf.train.slurm import check_task_layout, slurm_trainer_kwargs
@@ -60,3 +63,16 @@ def test_outside_slurm_nothing_is_checked_or_added(monkeypatch):
     for name in ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_JOB_NUM_NODES"):
         monkeypatch.delenv(name, raising=False)
     assert "plugins" not in slurm_trainer_kwargs({"devices": 4, "num_nodes": 2})
+
+
+@pytest.mark.parametrize("preset", ["slurm_h100", "slurm_h100_multinode", "slurm_cpu"])
+def test_a_preset_resolves_its_log_folder_in_the_default_sweep_dir_before_any_job_runs(preset):
+    """Hydra instantiates the launcher, resolving submitit_folder (${hydra.sweep.dir}/.submitit/%j), before it sets
+    its runtime config: the README's sweeps, which leave hydra.sweep.dir to its default, crashed there."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=digits_dmf", f"hydra/launcher={preset}"],
+                      return_hydra_config=True)
+    HydraConfig.instance().cfg = None
+    folder = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)["submitit_folder"]
+    assert re.fullmatch(r"multirun/digits_dmf/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d/\.submitit/%j", folder), folder
