@@ -20,7 +20,8 @@ from dmf.config import validate
 from dmf.core.files import folder_lock, write_json_atomic, write_text_atomic
 from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides, row_spec, table_root
 
-OWN_KEYS = ("paper", "mode", "hydra")  # command-line keys that belong to the launch, not to the stages
+# command-line keys that belong to the launch, not to the stages (each row names its own experiment)
+OWN_KEYS = ("paper", "mode", "hydra", "experiment")
 
 
 def command_line_overrides() -> list[str]:
@@ -34,12 +35,13 @@ def command_line_overrides() -> list[str]:
 
 
 def compose_stage(overrides: list[str], extra: list[str]) -> DictConfig:
-    """compose(overrides + the command line's keys that this stage's config has)."""
-    base = compose(config_name="config", overrides=overrides)
+    """compose(overrides + the command line's keys that this stage's config has: its values and its config groups,
+    e.g. debug=tiny, whose package is global and so is no key of the config)."""
+    base = compose(config_name="config", overrides=overrides, return_hydra_config=True)
     absent = object()
-    known = [o for o in extra
-             if o.startswith("+") or OmegaConf.select(base, o.split("=", 1)[0].lstrip("~"), default=absent) is not absent]
-    cfg = compose(config_name="config", overrides=[*overrides, *known]) if known else base
+    known = [o for o in extra if o.startswith("+") or (key := o.split("=", 1)[0].lstrip("~")) in
+             base.hydra.runtime.choices or OmegaConf.select(base, key, default=absent) is not absent]
+    cfg = compose(config_name="config", overrides=[*overrides, *known])
     validate(cfg)
     return cfg
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from dmf.config import validate
 from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides
@@ -112,3 +113,18 @@ def test_digits_ablation_two_rows_launch_and_collect(tmp_path):
     assert done == {"dmf", "mf_mg_repa"} and len(rows) == 12
     assert all(float(r["ours"]) > 0 and 0 <= float(r["class_acc"]) <= 1 for r in rows if r["row"] in done)
     assert (runs / "digits_ablation.md").exists() and (runs / "digits_ablation_vs_nfe.png").exists()
+
+
+@pytest.mark.slow
+def test_debug_tiny_on_the_command_line_reaches_the_rows_and_their_stages(tmp_path):
+    """debug=tiny is a config group of global package (no key of the config): it must reach every stage anyway."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    launch = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "paper=digits_ablation", "paper.row=dmf",
+                             "debug=tiny", "trainer.max_steps=2", f"paper.root={tmp_path}"], cwd=tmp_path,
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    (flow,) = (tmp_path / "_stages").iterdir()
+    for run in (flow, tmp_path / "dmf"):
+        cfg = OmegaConf.load(run / "config_history" / "attempt_001" / "config.yaml")
+        assert (cfg.model.hidden_size, cfg.trainer.max_steps, cfg.trainer.log_every_n_steps) == (32, 2, 1), run
+    assert [r["num_samples"] for r in csv.DictReader(open(tmp_path / "dmf" / "eval" / "results.csv"))] == ["100"] * 2
