@@ -89,8 +89,8 @@ def test_the_readme_sweep_with_the_default_sweep_dir_and_its_rerun_in_that_dir(t
     assert len(dirs) == 2
     for d, omega in zip(dirs, (0.2, 0.6)):
         assert f"guidance.omega={omega}" in (d / ".hydra" / "overrides.yaml").read_text()
-        assert [p.read_text().split("\n")[0] for p in sorted(d.glob("config_history/attempt_*/status"))] == [
-            "accepted (start)", "accepted (resume)"]
+        statuses = [p.read_text().split("\n")[0] for p in sorted(d.glob("config_history/attempt_*/status"))]
+        assert statuses == ["accepted (start)", "accepted (resume)"]
         assert [int(r["step"]) for r in logged_rows(d)] == [0, 1]
         ckpt = torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)
         assert ckpt["global_step"] == 2 and ckpt["dmf_config"]["guidance"]["omega"] == omega

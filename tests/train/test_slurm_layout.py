@@ -66,7 +66,7 @@ def test_outside_slurm_nothing_is_checked_or_added(monkeypatch):
 
 
 @pytest.mark.parametrize("preset", ["slurm_h100", "slurm_h100_multinode", "slurm_cpu"])
-def test_a_preset_resolves_its_log_folder_in_the_default_sweep_dir_before_any_job_runs(preset):
+def test_a_preset_resolves_its_log_folder_in_the_default_sweep_dir_before_jobs_run(preset):
     """Hydra instantiates the launcher, resolving submitit_folder (${hydra.sweep.dir}/.submitit/%j), before it sets
     its runtime config: the README's sweeps, which leave hydra.sweep.dir to its default, crashed there."""
     register_resolvers()
