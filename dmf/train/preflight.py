@@ -9,6 +9,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from dmf.core.errors import UsageError
 from dmf.models.hub import resolve_path
 from dmf.train.batch import BatchError, BatchLayout, batch_layout, resolve_devices
+from dmf.train.slurm import cpu_tasks_allocated
 
 # What a user should pass for a mandatory value, by key.
 EXAMPLES = {
@@ -69,7 +70,7 @@ def check_devices(cfg: DictConfig) -> None:
     if t.accelerator in ("auto", "gpu", "cuda") and gpus and asked > gpus:
         raise PreflightError(f"trainer.devices={t.devices} but this machine has {gpus} GPU(s); set trainer.devices="
                              f"{gpus} (the global batch is kept by data.global_batch_size)")
-    if t.accelerator == "auto" and not gpus and asked > 1:
+    if t.accelerator == "auto" and not gpus and asked > 1 and not cpu_tasks_allocated(asked):
         raise PreflightError(f"trainer.devices={t.devices} but this machine has no GPU (it would start {asked} CPU "
                              f"processes); set trainer.devices=1, or trainer.accelerator=cpu trainer.devices={asked} "
                              f"to run {asked} CPU processes on purpose")

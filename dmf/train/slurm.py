@@ -30,6 +30,13 @@ def check_task_layout(devices, num_nodes) -> None:
             f"(trainer.num_nodes follows it) or trainer.num_nodes={nodes}")
 
 
+def cpu_tasks_allocated(devices: int) -> bool:
+    """Inside a SLURM job of `devices` tasks per node and no GPU (hydra/launcher=slurm_cpu with tasks_per_node=2):
+    that many CPU processes are what the job asked for, not a GPU run that found no GPU."""
+    gpus = os.environ.get("SLURM_GPUS_ON_NODE") or os.environ.get("SLURM_JOB_GPUS")
+    return "SLURM_JOB_ID" in os.environ and _slurm_int("SLURM_NTASKS_PER_NODE") == devices and not gpus
+
+
 def slurm_trainer_kwargs(kw: dict) -> dict:
     """Checks the layout; inside SLURM, Lightning's own auto-requeue is off: RequeueOnSignal owns the signal."""
     from lightning.pytorch.plugins.environments import SLURMEnvironment

@@ -97,10 +97,12 @@ def test_the_readme_sweep_with_the_default_sweep_dir_and_its_rerun_in_that_dir(t
 
 
 def test_two_tasks_per_node_is_a_two_process_lightning_job(tmp_path):
-    """tasks_per_node=2 alone makes Lightning's world size 2: trainer.devices follows the launcher."""
+    """tasks_per_node=2 alone makes Lightning's world size 2: trainer.devices follows the launcher, and a CPU preset's
+    2 tasks are 2 CPU processes without trainer.accelerator=cpu (the preflight's no-GPU refusal is for local runs)."""
     submit(tmp_path, "hydra.launcher.tasks_per_node=2", "hydra.launcher.cpus_per_task=1", "trainer.max_steps=2",
-           "trainer.strategy=ddp")
+           "trainer.accelerator=auto")
     logs = submitit_logs(tmp_path)
+    assert "global batch 32 = 2 device(s) x 16 per device x 1 accumulation step(s)" in logs, logs[-3000:]
     assert "distributed_backend=gloo" in logs, logs
     assert "GLOBAL_RANK: 0, MEMBER: 1/2" in logs and "GLOBAL_RANK: 1, MEMBER: 2/2" in logs, logs
     (run_dir,) = job_dirs(tmp_path)
