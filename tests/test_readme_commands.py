@@ -1,4 +1,4 @@
-"""Every `python run.py ...` command in the README and docs/ composes and validates as written (sweeps: every job of the
+"""Every `python run.py ...` command in the READMEs and docs/ composes and validates as written (sweeps: every job of the
 grid), so a renamed key or group breaks this test instead of a user's first command. Placeholders such as
 <ckpt> or ... stand for whatever the user fills in; they are replaced by a plain word."""
 import itertools
@@ -13,7 +13,7 @@ from dmf.config import validate
 from tests.helpers import compose_config
 
 ROOT = Path(__file__).parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", ROOT / "launchers" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def readme_commands() -> list[str]:
