@@ -46,9 +46,13 @@ def _set_rendezvous() -> None:
     if "SLURM_PROCID" in os.environ and "RANK" not in os.environ:
         from lightning.fabric.plugins.environments import SLURMEnvironment
 
-        env = SLURMEnvironment()
-        os.environ.setdefault("MASTER_ADDR", env.main_address)
-        os.environ.setdefault("MASTER_PORT", str(env.main_port))
+        # Lightning's values, not its constructor: that refuses `srun -n N` (it wants --ntasks-per-node), which
+        # this module's ranks (SLURM_PROCID / SLURM_NTASKS) do not need
+        nodes = os.environ.get("SLURM_NODELIST")
+        if nodes:
+            os.environ.setdefault("MASTER_ADDR", SLURMEnvironment.resolve_root_node_address(nodes))
+        if job_id := os.environ.get("SLURM_JOB_ID"):
+            os.environ.setdefault("MASTER_PORT", str(15000 + int(job_id[-4:])))
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29500")
 

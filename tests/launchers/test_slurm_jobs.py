@@ -96,6 +96,29 @@ def test_the_readme_sweep_with_the_default_sweep_dir_and_its_rerun_in_that_dir(t
         assert ckpt["global_step"] == 2 and ckpt["dmf_config"]["guidance"]["omega"] == omega
 
 
+def test_eval_under_srun_n_2_gives_the_single_process_numbers(tmp_path):
+    """docs/eval.md's `srun -n N python run.py mode=eval ...`: ranks and rendezvous from SLURM, same results."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **THREADS}
+    train = subprocess.run([sys.executable, "run.py", "experiment=digits_dmf", "debug=tiny", "model.depth=2",
+                            "model.dmf_depth=1", "trainer.max_steps=1", f"run_dir={tmp_path / 'train'}"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr[-3000:]
+    evaluate = [sys.executable, "run.py", "mode=eval", "experiment=digits_dmf", "debug=tiny", "model.depth=2",
+                "model.dmf_depth=1", "eval=digits", f"ckpt={tmp_path / 'train' / 'checkpoints' / 'last.ckpt'}",
+                "eval.steps=[1,2]", "eval.num_samples=100", "eval.batch_size=25"]
+    results = {}
+    for name, launch in (("one", []), ("srun", ["srun", "-n", "2", "-c", "1"])):
+        out = subprocess.run([*launch, *evaluate, f"run_dir={tmp_path / name}"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert f"over {2 if launch else 1} process(es)" in out.stdout + out.stderr
+        with open(tmp_path / name / "eval" / "results.csv", newline="") as f:
+            results[name] = [(r["steps"], float(r["fd_digits"]), r["class_acc"]) for r in csv.DictReader(f)]
+    assert [r[0] for r in results["srun"]] == ["1", "2"]
+    for (steps, fd, acc), (steps2, fd2, acc2) in zip(results["one"], results["srun"]):
+        assert (steps, acc) == (steps2, acc2) and fd == pytest.approx(fd2, rel=1e-6)
+
+
 def test_two_tasks_per_node_is_a_two_process_lightning_job(tmp_path):
     """tasks_per_node=2 alone makes Lightning's world size 2: trainer.devices follows the launcher, and a CPU preset's
     2 tasks are 2 CPU processes without trainer.accelerator=cpu (the preflight's no-GPU refusal is for local runs)."""
