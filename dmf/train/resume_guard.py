@@ -17,6 +17,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from dmf.core.errors import UsageError
 from dmf.models.checkpoint import ARCHITECTURE_KEY, architecture, safe_load
 
 CONFIG_KEY = "dmf_config"
@@ -27,7 +28,7 @@ IGNORED = ("run_dir", "resume", "mode", "ckpt")  # ckpt only initialises a new r
 HISTORY = "config_history"
 
 
-class ResumeConflict(ValueError):
+class ResumeConflict(UsageError, ValueError):
     pass
 
 

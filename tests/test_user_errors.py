@@ -1,0 +1,65 @@
+"""Mistakes a user makes on the command line of run.py, in every mode: each is one `error:` line naming the key
+or file and the fix, exit status 2, no traceback, and nothing is trained, generated or overwritten."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import tiny_dmft
+
+ROOT = Path(__file__).parents[1]
+
+
+def run_py(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def assert_one_error(out: subprocess.CompletedProcess, *expected: str):
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    message = out.stderr[out.stderr.index("error: "):]
+    for text in expected:
+        assert text in message, message
+
+
+@pytest.fixture(scope="module")
+def small_ckpt(tmp_path_factory) -> Path:
+    """Weights of a DMFT smaller than the digits default (the authors' {"ema": ...} layout)."""
+    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
+    torch.save({"ema": tiny_dmft().state_dict()}, path)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["eval", "sample"])
+def test_eval_modes_name_a_missing_checkpoint(tmp_path, mode):
+    out = run_py(f"mode={mode}", "debug=tiny", f"ckpt={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_error(out, "ckpt:", "nope.ckpt does not exist")
+    assert not (tmp_path / "run" / "eval").exists()
+
+
+def test_eval_without_a_checkpoint_asks_for_one(tmp_path):
+    assert_one_error(run_py("mode=eval", "debug=tiny", f"hydra.run.dir={tmp_path}"), "pass ckpt=")
+
+
+def test_a_bad_eval_value_is_one_line(tmp_path, small_ckpt):
+    out = run_py("mode=eval", "debug=tiny", f"ckpt={small_ckpt}", "eval.steps=[0]", f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, "eval.steps=[0]")
+
+
+@pytest.mark.parametrize("mode", ["mode=eval", "mode=train"])
+def test_a_checkpoint_of_another_network_is_one_line(tmp_path, small_ckpt, mode):
+    out = run_py(mode, "experiment=digits_dmf", f"ckpt={small_ckpt}", "trainer.max_steps=1", "eval.num_samples=10",
+                 f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, f"ckpt={small_ckpt}", "shape")
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "eval").exists()
+
+
+def test_a_resume_with_a_changed_setting_is_one_line(tmp_path):
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    torch.save({"dmf_config": {"seed": 7}}, last)  # what the guard reads: the config the run was trained with
+    out = run_py("mode=train", "debug=tiny", f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, "seed: 7 -> 0", "cannot change mid-run")
