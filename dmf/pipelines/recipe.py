@@ -34,8 +34,16 @@ from dmf.core.files import folder_lock, write_json_atomic
 
 log = logging.getLogger("dmf.pipeline")
 
-# keys the recipe sets for each stage itself, or that only concern the parent run
-OWN_KEYS = ("experiment", "mode", "pipeline", "hydra", "run_dir", "ckpt", "resume")
+# keys that only concern the parent run
+OWN_KEYS = ("experiment", "mode", "pipeline", "hydra", "run_dir")
+# keys the recipe sets for each stage itself: typed for the whole pipeline they would be ignored, so they are refused
+STAGE_KEYS = {
+    "ckpt": "a pipeline gives each stage its checkpoint: pipeline.stages.flow.ckpt=<file> uses that flow model "
+            "instead of training one (the DMF stage starts from it), pipeline.stages.dmf.ckpt=<file> skips DMF "
+            "training; or train one stage from it: python run.py mode=train experiment=digits_dmf ckpt=<file>",
+    "resume": "each stage resumes by itself from <stage dir>/checkpoints/last.ckpt when it was interrupted, and a "
+              "finished stage is reused; to train a stage anew, use another run dir or remove its stage folder",
+}
 # parts of a stage's config that do not change its training (evaluation settings)
 NOT_TRAINING = ("run_dir", "ckpt", "mode", "pipeline", "sampler", "eval", "resume")
 
@@ -51,6 +59,9 @@ def parent_overrides(cfg: DictConfig) -> list[str]:
         overrides = list(cfg.pipeline.overrides)
     else:
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    for o in overrides:
+        if override_key(o) in STAGE_KEYS:
+            raise ConfigError(f"{o}: {STAGE_KEYS[override_key(o)]}")
     return [o for o in overrides if override_key(o).replace("/", ".").split(".")[0] not in OWN_KEYS]
 
 
