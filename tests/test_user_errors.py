@@ -63,3 +63,14 @@ def test_a_resume_with_a_changed_setting_is_one_line(tmp_path):
     torch.save({"dmf_config": {"seed": 7}}, last)  # what the guard reads: the config the run was trained with
     out = run_py("mode=train", "debug=tiny", f"hydra.run.dir={tmp_path}")
     assert_one_error(out, "seed: 7 -> 0", "cannot change mid-run")
+
+
+def test_export_mistakes_are_one_line(tmp_path, small_ckpt):
+    assert_one_error(run_py("mode=export", f"hydra.run.dir={tmp_path}"), "mode=export needs ckpt=")
+    assert_one_error(run_py("mode=export", f"ckpt={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path}"),
+                     "ckpt:", "nope.ckpt does not exist")
+    earlier = small_ckpt.with_name("small-ema.pt")
+    earlier.write_bytes(b"an export made earlier")
+    out = run_py("mode=export", f"ckpt={small_ckpt}", f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, "would replace", "mode.overwrite=true")
+    assert earlier.read_bytes() == b"an export made earlier"
