@@ -174,8 +174,11 @@ def collect_sweep(cfg: DictConfig) -> dict:
     records = [{**read_job(j), "job": str(j.relative_to(root))} for j in jobs]
     keys = swept_keys(records)
     rows = sweep_rows(records, keys)
-    md, csv_path = write_tables(rows, root)
     metric = cfg.collect.metric or next((k for r in rows for k in r if k.startswith("fd") or k == "fid"), None)
+    numeric = list(dict.fromkeys(k for r in rows for k, v in r.items() if k not in keys and _number(v) is not None))
+    if cfg.collect.metric and metric not in numeric:  # a typo would draw empty plots over the good ones
+        raise ConfigError(f"collect.metric={metric} is not a numeric column of this sweep; columns: {numeric}")
+    md, csv_path = write_tables(rows, root)
     plots = []
     if metric:
         marked = [{**r, "_swept": keys} for r in rows]
