@@ -78,6 +78,21 @@ def compare(original: dict, new: dict) -> tuple[list[str], list[str]]:
     return frozen, changed
 
 
+def finished_differences(ckpt: Path, cfg: DictConfig) -> list[str]:
+    """How `cfg` differs from the config that trained the finished checkpoint in what its weights depend on: the
+    keys that cannot change mid-run, the step count and the initial weights ('key: old -> new' lines); [] when the
+    checkpoint records no config (then nothing can be checked)."""
+    saved = safe_load(ckpt, key="ckpt", mmap=True)
+    original = saved.get(CONFIG_KEY) if isinstance(saved, dict) else None
+    if not isinstance(original, dict):
+        return []
+    new = plain_config(cfg)
+    frozen, changed = compare(original, new)
+    steps = [line for line in changed if line.startswith("trainer.max_steps:")]
+    init = [f"ckpt: {original.get('ckpt')!r} -> {new.get('ckpt')!r}"] if original.get("ckpt") != new.get("ckpt") else []
+    return frozen + steps + init
+
+
 def _record_attempt(run_dir: Path, config: dict, status: str, resumed_from: str | None) -> Path:
     history = run_dir / HISTORY
     history.mkdir(parents=True, exist_ok=True)
