@@ -74,3 +74,18 @@ def test_export_mistakes_are_one_line(tmp_path, small_ckpt):
     out = run_py("mode=export", f"ckpt={small_ckpt}", f"hydra.run.dir={tmp_path}")
     assert_one_error(out, "would replace", "mode.overwrite=true")
     assert earlier.read_bytes() == b"an export made earlier"
+
+
+def test_resume_names_a_missing_checkpoint(tmp_path):
+    out = run_py("mode=train", "debug=tiny", f"resume={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_error(out, "resume=", "nope.ckpt does not exist")
+
+
+def test_a_new_start_does_not_replace_the_run_in_its_run_dir(tmp_path):
+    """resume=null in a run dir that holds a run would overwrite its last.ckpt with a new run's."""
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"the earlier run's weights")
+    out = run_py("mode=train", "debug=tiny", "resume=null", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_error(out, f"{last}", "resume=auto", "hydra.run.dir=")
+    assert last.read_bytes() == b"the earlier run's weights" and not (tmp_path / "run" / "logs").exists()
