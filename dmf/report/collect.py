@@ -64,7 +64,10 @@ def read_job(job_dir: str | Path) -> dict:
 
 
 def find_jobs(root: Path) -> list[Path]:
-    return sorted(p.parent.parent for p in root.rglob(".hydra/overrides.yaml") if p.parent.parent != root)
+    """Folders with .hydra/overrides.yaml below root (a path value in the overrides nests a job's folder), except
+    those inside a job (a training run's config_history/attempt_NNN/ keeps a copy of .hydra/)."""
+    found = {p.parent.parent for p in root.rglob(".hydra/overrides.yaml") if p.parent.parent != root}
+    return sorted(j for j in found if not any(a in found for a in j.parents))
 
 
 def swept_keys(records: list[dict]) -> list[str]:

@@ -2,6 +2,7 @@
 (The real sweep through run.py: tests/pipelines/test_recipe.py.)"""
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,13 @@ def test_a_metric_that_no_row_has_is_refused_before_anything_is_rewritten(tmp_pa
     with pytest.raises(ConfigError, match=r"collect.metric=fd_digits .* columns: .*'fid', 'train/loss'"):
         collect(compose_config(["mode=collect", f"dir={tmp_path}", "collect.metric=fd_digits"]))
     assert {p.name: p.read_bytes() for p in tmp_path.glob("sweep*")} == before  # the good plot is not replaced
+
+
+def test_a_training_jobs_config_history_is_not_a_job(tmp_path):
+    """mode=train keeps a copy of .hydra/ per attempt in <job>/config_history/attempt_NNN/ (tests/train)."""
+    for omega in ("0.2", "0.6"):
+        job = make_job(tmp_path, [f"guidance.omega={omega}"], None, [1.0])
+        (job / "config_history" / "attempt_001").mkdir(parents=True)
+        shutil.copytree(job / ".hydra", job / "config_history" / "attempt_001" / ".hydra")
+    out = collect(compose_config(["mode=collect", f"dir={tmp_path}"]))
+    assert [r["job"] for r in out["rows"]] == ["guidance.omega=0.2", "guidance.omega=0.6"]
