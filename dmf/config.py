@@ -4,7 +4,7 @@ from numbers import Real
 
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.core.errors import UsageError
+from dmf.core.errors import ConfigError
 from dmf.models.registry import SIZES, parse_name
 from dmf.objectives.dmf_loss import JVP_MODES
 from dmf.objectives.weighting import PAIRS
@@ -43,10 +43,6 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("dmf.if_positive", lambda value, then, other: then if float(value) > 0 else other)
     if not OmegaConf.has_resolver("dmf.first_set"):  # e.g. mode=collect's folder: dir= if given, else the table's
         OmegaConf.register_new_resolver("dmf.first_set", lambda *values: next(v for v in values if v is not None))
-
-
-class ConfigError(UsageError, ValueError):
-    pass
 
 
 def _number(cfg, key, lo=None, hi=None, integer=False):

@@ -89,3 +89,11 @@ def test_a_new_start_does_not_replace_the_run_in_its_run_dir(tmp_path):
     out = run_py("mode=train", "debug=tiny", "resume=null", f"hydra.run.dir={tmp_path / 'run'}")
     assert_one_error(out, f"{last}", "resume=auto", "hydra.run.dir=")
     assert last.read_bytes() == b"the earlier run's weights" and not (tmp_path / "run" / "logs").exists()
+
+
+def test_preprocess_mistakes_are_one_line_before_the_vae_loads(tmp_path):
+    assert_one_error(run_py("mode=preprocess", f"hydra.run.dir={tmp_path / 'a'}"), "preprocess.out", "data=")
+    out = run_py("mode=preprocess", "data=imagenet256_latents", f"data.root={tmp_path / 'latents'}",
+                 f"preprocess.input={tmp_path / 'no_images'}", f"hydra.run.dir={tmp_path / 'b'}")
+    assert_one_error(out, f"preprocess.input={tmp_path / 'no_images'}", "does not exist")
+    assert "VAE" not in out.stderr and not (tmp_path / "latents").exists()

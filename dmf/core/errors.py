@@ -6,6 +6,10 @@ class UsageError(Exception):
     pass
 
 
+class ConfigError(UsageError, ValueError):
+    """A config value (or a combination) that cannot work."""
+
+
 class MissingFileError(UsageError, FileNotFoundError):
     """A file the user named (ckpt=, statistics, ...) does not exist."""
 
