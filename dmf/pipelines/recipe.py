@@ -114,6 +114,22 @@ def stage_store(cfg: DictConfig) -> Path:
     return Path(cfg.run_dir)
 
 
+def check_required(stages: DictConfig, taken: dict[str, list[str]]) -> None:
+    """The values every stage that trains requires (e.g. guidance=distill's teacher), before the first stage trains:
+    a later stage must not fail after the earlier ones have run. The checkpoint a stage starts from is the
+    recipe's to give."""
+    from dmf.train.preflight import PreflightError, check_mandatory
+
+    for name, spec in stages.items():
+        if spec.get("ckpt"):
+            continue  # not trained
+        given = ["ckpt=from_an_earlier_stage"] if spec.get("init_from") else []
+        try:
+            check_mandatory(compose_stage(spec.experiment, [*taken[name], *spec.get("overrides", []), *given]))
+        except PreflightError as err:
+            raise ConfigError(f"stage {name}: {err}") from None
+
+
 def run_stage(name: str, spec: DictConfig, overrides: list[str], store: Path, parent_ckpt: Path | None) -> Path:
     """Train one stage (or reuse it when finished with the same key, or load spec.ckpt); returns its checkpoint."""
     if spec.get("ckpt"):
@@ -189,6 +205,7 @@ def run(cfg: DictConfig) -> list[dict]:
                          f"rejects them (a key its config lacks, or an invalid combination); check the key names")
     for name in stages:
         log.info(f"stage {name} takes {taken[name] or 'no overrides'} from the command line")
+    check_required(stages, taken)
     ckpts, store = {}, stage_store(cfg)
     for name, spec in stages.items():
         parent = spec.get("init_from")

@@ -72,6 +72,15 @@ def test_a_stage_key_typed_for_the_whole_pipeline_is_refused_not_dropped(tmp_pat
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "run.log"]  # nothing trained
 
 
+def test_a_later_stage_missing_a_required_value_stops_before_the_first_stage_trains(tmp_path):
+    """guidance=distill needs a teacher checkpoint: the flow stage must not train first and then the DMF stage fail."""
+    out = subprocess.run([sys.executable, "run.py", "debug=tiny", "guidance=distill", f"hydra.run.dir={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "error: stage dmf: missing required values" in out.stderr and "guidance.teacher.ckpt" in out.stderr
+    assert not any(p.name.startswith("flow-") for p in tmp_path.iterdir())  # nothing trained
+
+
 def test_an_override_that_no_stage_accepts_stops_before_training(tmp_path):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         from hydra import compose
