@@ -2,6 +2,8 @@
 import hashlib
 from numbers import Real
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import ConfigError
@@ -114,6 +116,12 @@ def validate_sampler(cfg: DictConfig) -> None:
     _number(cfg, "sampler.steps", 1, integer=True)
     for key in ("sampler.shift", "sampler.cfg_scale", "sampler.cfg_min", "sampler.cfg_max"):
         _number(cfg, key)
+    try:  # the sampler checks its own ranges (shift > 0, the CFG interval, gamma): here, before any work
+        instantiate(cfg.sampler)
+    except InstantiationException as err:
+        if not isinstance(err.__cause__, ValueError):
+            raise
+        raise ConfigError(str(err.__cause__)) from None
     if ".FlowMap" in cfg.sampler._target_ and parse_name(cfg.model.name)[0] == "SiT":
         raise ConfigError(f"sampler {cfg.sampler._target_} steps a flow map u(x, t, r), but {cfg.model.name} is a "
                           f"flow model: use sampler=flow_euler|flow_heun|flow_sde")

@@ -44,9 +44,15 @@ def test_eval_without_a_checkpoint_asks_for_one(tmp_path):
     assert_one_error(run_py("mode=eval", "debug=tiny", f"hydra.run.dir={tmp_path}"), "pass ckpt=")
 
 
-def test_a_bad_eval_value_is_one_line(tmp_path, small_ckpt):
-    out = run_py("mode=eval", "debug=tiny", f"ckpt={small_ckpt}", "eval.steps=[0]", f"hydra.run.dir={tmp_path}")
-    assert_one_error(out, "eval.steps=[0]")
+@pytest.mark.parametrize("override, expected", [
+    ("eval.steps=[0]", "eval.steps=[0]"),
+    ("eval.steps=2", "eval.steps=[2]"),  # one step count typed without brackets: the fix is shown
+    ("sampler.shift=0", "sampler.shift=0 must be > 0"),
+    ("sampler.cfg_max=1.5", "sampler.cfg_min=0.0, sampler.cfg_max=1.5"),
+])
+def test_a_bad_eval_value_is_one_line(tmp_path, small_ckpt, override, expected):
+    out = run_py("mode=eval", "debug=tiny", f"ckpt={small_ckpt}", override, f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, expected)
 
 
 @pytest.mark.parametrize("mode", ["mode=eval", "mode=train"])

@@ -16,6 +16,8 @@ def validate_eval(cfg: DictConfig) -> None:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"eval.{key}={v!r} must be a positive integer")
     steps = ec.get("steps")
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        raise ConfigError(f"eval.steps={steps} must be a list of step counts: eval.steps=[{steps}]")
     if steps is not None:
         bad = [s for s in steps if isinstance(s, bool) or not isinstance(s, int) or s < 1]
         if bad or not len(steps):
