@@ -40,6 +40,12 @@ def test_eval_modes_name_a_missing_checkpoint(tmp_path, mode):
     assert not (tmp_path / "run" / "eval").exists()
 
 
+@pytest.mark.parametrize("mode", ["eval", "export"])
+def test_a_malformed_hub_uri_is_one_line(tmp_path, mode):
+    out = run_py(f"mode={mode}", "debug=tiny", "ckpt=hf://owner-only", f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, "ckpt: 'hf://owner-only' is not hf://")
+
+
 def test_eval_without_a_checkpoint_asks_for_one(tmp_path):
     assert_one_error(run_py("mode=eval", "debug=tiny", f"hydra.run.dir={tmp_path}"), "pass ckpt=")
 

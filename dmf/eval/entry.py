@@ -145,6 +145,8 @@ def _check_request(cfg: DictConfig, score: bool) -> list[str]:
                 resolve_path(uri)
         except FileNotFoundError as err:
             raise MissingFileError(f"{key}: {err}") from None
+        except ValueError as err:  # a malformed hf:// URI
+            raise ConfigError(f"{key}: {err}") from None
     return (["png"] if want_png else []) + (["npz"] if ec.save_npz else [])
 
 

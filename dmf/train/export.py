@@ -29,6 +29,8 @@ def export(cfg: DictConfig, out: str | None = None, overwrite: bool = False) -> 
         src = Path(resolve_path(cfg.ckpt))
     except FileNotFoundError as err:
         raise MissingFileError(f"ckpt: {err}") from None
+    except ValueError as err:  # a malformed hf:// URI
+        raise ConfigError(f"ckpt: {err}") from None
     stem = Path(out) if out else src.with_name(f"{src.stem}-ema")
     paths = {s: stem.with_name(stem.name + s) for s in SUFFIXES}
     existing = [str(p) for p in paths.values() if p.exists()]
