@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import tiny_dmft
+from tests.helpers import tiny_dmft, tiny_sit
 
 ROOT = Path(__file__).parents[1]
 
@@ -109,3 +109,13 @@ def test_preprocess_mistakes_are_one_line_before_the_vae_loads(tmp_path):
                  f"preprocess.input={tmp_path / 'no_images'}", f"hydra.run.dir={tmp_path / 'b'}")
     assert_one_error(out, f"preprocess.input={tmp_path / 'no_images'}", "does not exist")
     assert "VAE" not in out.stderr and not (tmp_path / "latents").exists()
+
+
+def test_a_flow_models_checkpoint_is_not_sampled_as_a_flow_map(tmp_path):
+    """mode=eval ckpt=<the flow stage's checkpoint> without experiment=digits_flow built a DMFT around the SiT's
+    weights (new log-variance head, decoder conditioned on r) and scored that network as if it were trained."""
+    sit = tmp_path / "sit.pt"
+    torch.save({"ema": tiny_sit(depth=5).state_dict()}, sit)
+    out = run_py("mode=eval", "debug=tiny", f"ckpt={sit}", "eval.steps=[1]", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_error(out, "logvar_linear", "experiment=digits_flow")
+    assert not (tmp_path / "run" / "eval").exists()
