@@ -119,3 +119,9 @@ def test_a_flow_models_checkpoint_is_not_sampled_as_a_flow_map(tmp_path):
     out = run_py("mode=eval", "debug=tiny", f"ckpt={sit}", "eval.steps=[1]", f"hydra.run.dir={tmp_path / 'run'}")
     assert_one_error(out, "logvar_linear", "experiment=digits_flow")
     assert not (tmp_path / "run" / "eval").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the mistake is asking for a GPU on a machine without one")
+def test_eval_on_a_gpu_that_is_not_there_is_one_line(tmp_path, small_ckpt):
+    out = run_py("mode=eval", "debug=tiny", f"ckpt={small_ckpt}", "eval.device=cuda", f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, "eval.device=cuda", "no CUDA GPU", "eval.device=auto")

@@ -1,4 +1,5 @@
 """Early checks of the `eval` group: one clear error before models load or images are generated."""
+import torch
 from omegaconf import DictConfig
 
 from dmf.config import ConfigError
@@ -34,6 +35,9 @@ def validate_eval(cfg: DictConfig) -> None:
         raise ConfigError(f"eval.paper={ec.paper!r} must be one of {sorted(PAPER_FID)} or null")
     if ec.ref_space not in ("image", "latent"):
         raise ConfigError(f"eval.ref_space={ec.ref_space!r} must be 'image' or 'latent'")
+    if str(ec.get("device", "auto")).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"eval.device={ec.device} but this machine has no CUDA GPU; run on a GPU node or use "
+                          f"eval.device=auto (the CPU here)")
     unknown = [m for m in (ec.metrics or []) if m not in ec.metric_defs]
     if unknown:
         raise ConfigError(f"eval.metrics has unknown {unknown}; defined: {sorted(ec.metric_defs)}")
