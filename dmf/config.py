@@ -7,7 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import ConfigError
-from dmf.models.registry import SIZES, parse_name
+from dmf.models.registry import SIZES, check_split, parse_name
 from dmf.objectives.dmf_loss import JVP_MODES
 from dmf.objectives.weighting import PAIRS
 
@@ -59,6 +59,7 @@ def _number(cfg, key, lo=None, hi=None, integer=False):
 def validate_model(cfg: DictConfig) -> None:
     m, d = cfg.model, cfg.data
     family, size, patch = parse_name(m.name)
+    check_split(m.name, m.get("dmf_depth"))
     depth = m.get("depth") or SIZES[size][0]
     if family == "DMFT":
         _number(cfg, "model.dmf_depth", integer=True)

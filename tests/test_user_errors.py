@@ -125,3 +125,9 @@ def test_a_flow_models_checkpoint_is_not_sampled_as_a_flow_map(tmp_path):
 def test_eval_on_a_gpu_that_is_not_there_is_one_line(tmp_path, small_ckpt):
     out = run_py("mode=eval", "debug=tiny", f"ckpt={small_ckpt}", "eval.device=cuda", f"hydra.run.dir={tmp_path}")
     assert_one_error(out, "eval.device=cuda", "no CUDA GPU", "eval.device=auto")
+
+
+def test_a_split_that_does_not_fit_the_model_is_one_line(tmp_path):
+    out = run_py("mode=train", "experiment=digits_dmf", "model.name=MF-T/2", "debug=tiny", f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, "model.dmf_depth=4 does not apply to MF-T/2", "model.dmf_depth=null")
+    assert not (tmp_path / "checkpoints").exists()
