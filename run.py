@@ -9,6 +9,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from dmf.command_line import command_line
 from dmf.config import register_resolvers, validate
 from dmf.core.errors import UsageError
 
@@ -20,10 +21,19 @@ def main(cfg: DictConfig):
     try:
         validate(cfg)
         return hydra.utils.instantiate(cfg.mode)(cfg)
-    except UsageError as err:  # the user's to fix: the message is the whole story
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    except UsageError as err:
+        stop(err)
+
+
+def stop(err: UsageError):
+    """The user's to fix: the message is the whole story, no traceback."""
+    print(f"error: {err}", file=sys.stderr, flush=True)
+    sys.exit(2)
 
 
 if __name__ == "__main__":
+    try:
+        sys.argv[1:] = command_line(sys.argv[1:])
+    except UsageError as err:
+        stop(err)
     main()

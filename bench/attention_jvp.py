@@ -81,7 +81,7 @@ def bench_length(args, length: int, device, dtype) -> list[str]:
             rows.append((name, t1, t2, peak, err))
         except torch.cuda.OutOfMemoryError:
             rows.append((name, None, None, None, "out of memory"))
-        del leaves
+        leaves = None  # frees them before the next backend (the closure above reads the same cell)
         torch.cuda.empty_cache() if device.type == "cuda" else None
     flash = timed(lambda: F.scaled_dot_product_attention(q, k, v), device, args.warmup, args.iters)
     base = rows[0][1]

@@ -13,7 +13,7 @@ def build_network(cfg: DictConfig, frozen: bool = False) -> torch.nn.Module:
     """cfg.model, initialised from cfg.ckpt when given through the one key policy (`load_pretrained`: strict names;
     REPA projectors dropped, a new log-variance head or qk-norm kept as initialised, each reported). frozen: in eval
     mode without gradients, for sampling."""
-    path = resolve_path(cfg.ckpt) if cfg.get("ckpt") else None  # a missing file fails before the model is built
+    path = resolve_path(cfg.ckpt, key="ckpt") if cfg.get("ckpt") else None  # a missing file fails before the model is built
     net = instantiate(cfg.model)
     if path:
         report = load_pretrained(net, path, key="ckpt")
@@ -30,10 +30,7 @@ def build_network(cfg: DictConfig, frozen: bool = False) -> torch.nn.Module:
 def build_objective(cfg: DictConfig):
     weights = OmegaConf.select(cfg, "objective.encoder.weights")
     if weights:  # REPA's frozen encoder: its file is fetched here like every file (objectives never download)
-        try:
-            local = resolve_path(weights)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"REPA encoder weights (objective.encoder.weights): {err}") from err
+        local = resolve_path(weights, key="objective.encoder.weights (REPA encoder)")
         cfg = cfg.copy()
         OmegaConf.update(cfg, "objective.encoder.weights", str(local))
     return instantiate(cfg.objective, time=instantiate(cfg.time), guidance=build_guidance(cfg))
@@ -47,7 +44,7 @@ def build_guidance(cfg: DictConfig):
     if OmegaConf.is_missing(g.teacher, "ckpt") or g.teacher.ckpt is None:
         raise ConfigError("guidance=distill needs guidance.teacher.ckpt=<SiT checkpoint path or hf:// URI>")
     teacher = instantiate(g.teacher.model)
-    load_weights(teacher, resolve_path(g.teacher.ckpt), drop_prefixes=("projectors.",), key="guidance.teacher.ckpt")
+    load_weights(teacher, resolve_path(g.teacher.ckpt, key="guidance.teacher.ckpt"), drop_prefixes=("projectors.",), key="guidance.teacher.ckpt")
     return instantiate(g, teacher=teacher)
 
 

@@ -162,8 +162,21 @@ def validate_values(cfg: DictConfig) -> None:
         _number(cfg, "trainer.max_nonfinite_skips", 0, integer=True)
 
 
+def validate_debug(cfg: DictConfig) -> None:
+    """debug=tiny shrinks the digits experiments only (their data and network sizes); on another experiment it
+    would fail later on a key it changed, with a message about that key instead of this one."""
+    from hydra.core.hydra_config import HydraConfig
+
+    debug = HydraConfig.get().runtime.choices.get("debug") if HydraConfig.initialized() else None
+    if debug == "tiny" and cfg.data.get("name") != "digits":
+        raise ConfigError(f"debug=tiny is for the digits experiments (data={cfg.data.get('name')} here); to smoke-test "
+                          f"an ImageNet experiment on a CPU use data=synthetic with a small network and a random-init "
+                          f"ckpt (docs/training.md, 'Smoke-testing an ImageNet experiment')")
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks that concern the pieces every mode builds; each piece also re-checks its own arguments."""
+    validate_debug(cfg)
     try:
         validate_values(cfg)
         validate_model(cfg)

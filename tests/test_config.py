@@ -7,6 +7,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from dmf.command_line import CommandLineError, command_line
 from dmf.config import ConfigError, validate
 from tests.helpers import CONF, compose_config
 
@@ -130,3 +131,39 @@ def test_cli_rejects_unknown_keys_and_bad_values_before_work():
     assert typo.returncode != 0 and "Key 'omegaa' is not in struct" in typo.stderr
     bad = run_cli("experiment=digits_dmf", "model.dmf_depth=9", "hydra.run.dir=/tmp/dmf-cli-bad")
     assert bad.returncode != 0 and "model.dmf_depth=9 must satisfy 0 < dmf_depth < depth=6" in bad.stderr
+
+
+def test_run_dir_moves_the_whole_run(tmp_path):
+    """`run_dir=X` puts Hydra's .hydra/ and run.log in X too (they stayed in outputs/ before)."""
+    run_dir = tmp_path / "mine"
+    out = run_cli("experiment=dmf_xl_256", "mode=train", f"run_dir={run_dir}")  # stops at once: ckpt is required
+    assert out.returncode == 2 and "ckpt" in out.stderr
+    assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "run.log").exists()
+    assert f"run_dir: {run_dir}" in (run_dir / ".hydra" / "config.yaml").read_text()
+
+
+def test_run_dir_is_refused_where_it_cannot_mean_one_folder(tmp_path):
+    sweep = run_cli("-m", "experiment=digits_dmf", "guidance.omega=0.4,0.6", f"run_dir={tmp_path}")
+    assert sweep.returncode == 2 and f"set hydra.sweep.dir={tmp_path} instead" in sweep.stderr
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(CommandLineError, match="name two folders"):
+        command_line(["run_dir=a", "hydra.run.dir=b"])
+    assert command_line(["run_dir=a", "hydra.run.dir=a"]) == ["run_dir=a", "hydra.run.dir=a"]
+    assert command_line(["guidance.omega=0.4"]) == ["guidance.omega=0.4"]
+
+
+def test_a_path_with_equals_signs_gets_the_quoted_override_to_paste(tmp_path):
+    """A sweep job's folder (.../guidance.omega=0.6,sampler=restart/...) passed back unquoted: Hydra alone says
+    "mismatched input '='"; run.py names the key and prints the quoted form, which then works."""
+    path = "multirun/x/guidance.omega=0.6,sampler=restart/last.ckpt"
+    out = run_cli("experiment=digits_dmf", f"ckpt={path}", "--cfg", "job")
+    assert out.returncode == 2 and f"ckpt=\"'{path}'\"" in out.stderr, out.stderr
+    quoted = run_cli("experiment=digits_dmf", f"ckpt='{path}'", "--cfg", "job")
+    assert quoted.returncode == 0 and f"ckpt: {path}" in quoted.stdout, quoted.stderr
+    for fine in ("a=b\\=c", "a='x=y'", "a=${oc.env:HOME}", "+a={k: v}", "-m", "a=1,2"):
+        assert command_line([fine]) == [fine]
+
+
+def test_debug_tiny_names_its_scope_on_other_experiments():
+    out = run_cli("experiment=dmf_xl_256", "debug=tiny", "hydra.run.dir=/tmp/dmf-cli-tiny")
+    assert out.returncode == 2 and "debug=tiny is for the digits experiments (data=imagenet256 here)" in out.stderr

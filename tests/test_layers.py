@@ -11,7 +11,7 @@ LAYERS = [
     ("digits",),                       # the embedded task: data, classifier, features, REPA stand-in encoder
     ("eval",),
     ("build",),                        # the one builder: config -> network, objective, sampler, decoder
-    ("config",),                       # validation of composed configs
+    ("config", "command_line"),        # validation of composed configs; run.py's rules for the command line
     ("objectives",),
     ("sampling",),
     ("data",),

@@ -1,9 +1,11 @@
 """LightningDataModules for latent data: the .npy folder, webdataset shards, synthetic latents.
 
 Constructor arguments come from the data config's `datamodule:` node. `batch_size` is per process.
-Under DDP, rank and world size come from the attached trainer: the folder dataset gets an EpochSampler
+Under DDP, rank and world size come from the attached trainer: the folder dataset gets an EpochKeySampler
 (dmf.data.epoch_sampler: order from `seed` and the epoch, split over ranks, resumable mid-epoch), the shard
-dataset splits shards itself (see dmf.data.shards). Posterior noise and flips come from RNGs seeded by (seed, rank, epoch).
+dataset splits shards itself and resumes its per-(rank, worker) streams mid-epoch (see dmf.data.shards). Posterior
+noise and flips are drawn per sample, seeded by (seed, epoch, the sample's place: dmf.data.sample_draws), so a
+resumed run reads bit for bit what the uninterrupted one would have, with DataLoader workers too.
 `images` (the data configs set it when objective.repa_weight > 0): batches are (image, latent, label), the uint8
 images the latents were encoded from, for REPA's encoder; else the lean (latent, label).
 """
@@ -15,16 +17,23 @@ import torch
 from torch.utils.data import DataLoader
 
 from dmf.core.ranks import rank_and_world
-from dmf.core.seeds import mix_seed
 from dmf.data import layout as L
-from dmf.data.epoch_sampler import EpochSampler
+from dmf.data.epoch_sampler import EpochKeySampler
 from dmf.data.errors import check_policy, no_images
 from dmf.data.latent import expected_shape
 from dmf.data.latent_folder import LatentFolderDataset
+from dmf.data.resume_position import ResumePosition
 from dmf.data.shards import ShardDataset
 from dmf.data.synthetic import SyntheticLatentDataset
 
 log = logging.getLogger(__name__)
+
+
+def _worker_seeds(seed: int) -> torch.Generator:
+    """The DataLoader's worker seeds come from here, not from a draw on torch's global RNG, which would shift the
+    training process's RNG by one draw per epoch (and differently in a resumed run, whose RNG is restored first).
+    Nothing the datasets yield depends on these seeds."""
+    return torch.Generator().manual_seed(seed)
 
 
 class EpochLoader(DataLoader):
@@ -40,7 +49,7 @@ class EpochLoader(DataLoader):
         return super().__iter__()
 
 
-class _LatentDataModule(pl.LightningDataModule):
+class _LatentDataModule(ResumePosition, pl.LightningDataModule):
     def __init__(self, batch_size: int = 32, num_workers: int = 4, seed: int = 0, flip: bool = False,
                  on_error: str = "raise", scale: float = 0.18215, latent_channels: int | None = None,
                  latent_size: int | None = None, num_classes: int | None = None, pin_memory: bool = True,
@@ -58,9 +67,6 @@ class _LatentDataModule(pl.LightningDataModule):
     def rank_and_world(self) -> tuple[int, int]:
         return rank_and_world(self.trainer)
 
-    def start_epoch(self) -> int:
-        return int(self.trainer.current_epoch) if self.trainer is not None else 0
-
     def _loader_kwargs(self) -> dict:
         workers = self.num_workers > 0
         return dict(num_workers=self.num_workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
@@ -72,14 +78,12 @@ class _MapDataModule(_LatentDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.dataset is None:
             self.setup("fit")
-        rank, world = self.rank_and_world()
         # the epoch's order from (data.seed, epoch), split over ranks; a mid-epoch resume skips what was trained
         # (dmf.train.requeue.ResumeState). Lightning leaves a DistributedSampler as it is and calls its set_epoch.
-        sampler = EpochSampler(len(self.dataset), self.seed, rank, world)
-        # the DataLoader's worker seeds -> posterior noise and flips
-        generator = torch.Generator().manual_seed(mix_seed(self.seed, rank, self.start_epoch()))
+        # It hands (epoch, index) to the dataset, which seeds each sample's noise and flip from them.
+        sampler = self.epoch_sampler(EpochKeySampler, len(self.dataset), self.seed)
         return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True,
-                          generator=generator, **self._loader_kwargs())
+                          generator=_worker_seeds(self.seed), **self._loader_kwargs())
 
 
 class LatentFolderDataModule(_MapDataModule):
@@ -93,7 +97,7 @@ class LatentFolderDataModule(_MapDataModule):
         if self.dataset is None:
             self.dataset = LatentFolderDataset(
                 self.root, self.scale, self.latent_channels, self.latent_size, self.num_classes, self.flip,
-                self.on_error, self.check_files, self.images)
+                self.on_error, self.check_files, self.images, self.seed)
 
 
 class SyntheticDataModule(_MapDataModule):
@@ -171,8 +175,11 @@ class ShardDataModule(_LatentDataModule):
         # our __len__ is exact: every worker is told its share (ShardDataset.samples_per_worker)
         warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
         rank, world = self.rank_and_world()
-        epoch = self.start_epoch()
+        epoch = self.loader_epoch()
         self.dataset = self.build_dataset(rank, world, epoch)
+        done = self.samples_done(epoch)
+        if done:  # resumed mid-epoch: every stream continues where it stopped
+            self.dataset.skip_once(done)
         # resampled: every worker yields whole batches, the same count on every rank, so no drop needed
         return EpochLoader(self.dataset, batch_size=self.batch_size, drop_last=self.resampled,
-                           start_epoch=epoch, **self._loader_kwargs())
+                           start_epoch=epoch, generator=_worker_seeds(self.seed), **self._loader_kwargs())

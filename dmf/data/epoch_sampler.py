@@ -1,6 +1,6 @@
 """A shuffling sampler whose order is a pure function of (seed, epoch), split over the ranks, so that a run resumed
 mid-epoch, on one process or several, skips exactly the samples it already trained on (dmf.train.requeue.ResumeState
-tells it how many)."""
+tells it how many). EpochKeySampler also hands the epoch to the dataset, for draws seeded per sample."""
 import torch
 from torch.utils.data import DistributedSampler
 
@@ -25,3 +25,12 @@ class EpochSampler(DistributedSampler):
         rest, self._skip = order[self._skip:], 0
         rounds = len(rest) // self.num_replicas
         return iter(rest[:rounds * self.num_replicas][self.rank::self.num_replicas].tolist())
+
+
+class EpochKeySampler(EpochSampler):
+    """Yields (epoch, index): the dataset seeds each sample's draws from it (dmf.data.sample_draws) in whichever
+    DataLoader worker fetches it (persistent workers never see a set_epoch on the main process's copy)."""
+
+    def __iter__(self):
+        epoch = self.epoch
+        return ((epoch, i) for i in super().__iter__())

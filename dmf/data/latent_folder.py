@@ -9,8 +9,9 @@ from torch.utils.data import Dataset
 
 from dmf.data.errors import DataError, ErrorPolicy, no_images
 from dmf.data.images import decode_image
-from dmf.data.latent import check_moments, expected_shape, load_npy, sample_latent
+from dmf.data.latent import check_moments, expected_shape, load_npy
 from dmf.data.layout import image_dir, image_relpath_of, npy_dir, read_json
+from dmf.data.sample_draws import draw_latent, sample_generator
 
 log = logging.getLogger(__name__)
 MAX_CONSECUTIVE_BAD = 32
@@ -27,6 +28,8 @@ def _walk(directory, suffix: str) -> set[str]:
 class LatentFolderDataset(Dataset):
     """Item i -> ((mean + std * e) * scale, label), e drawn fresh on every fetch; with `images`,
     (uint8 image (3, R, R), latent, label), the image the latent was encoded from (flipped with it).
+    Fetched by (epoch, i) (the datamodule's EpochKeySampler), e and the flip come from a generator seeded by
+    (seed, epoch, i); fetched by i alone, from torch's global RNG.
 
     Entries are the .npy files of dataset.json, sorted by path as in the seed code. With
     `check_files` the folder is walked once at start (like the seed code) so that a file without a
@@ -37,9 +40,9 @@ class LatentFolderDataset(Dataset):
 
     def __init__(self, root, scale: float = 0.18215, latent_channels: int | None = None,
                  latent_size: int | None = None, num_classes: int | None = None, flip: bool = False,
-                 on_error: str = "raise", check_files: bool = True, images: bool = False):
+                 on_error: str = "raise", check_files: bool = True, images: bool = False, seed: int = 0):
         self.dir = npy_dir(root)
-        self.scale, self.flip = float(scale), bool(flip)
+        self.scale, self.flip, self.seed = float(scale), bool(flip), int(seed)
         self.policy = ErrorPolicy(on_error, where=str(self.dir))
         index_file = self.dir / "dataset.json"
         table = read_json(index_file).get("labels")
@@ -138,7 +141,8 @@ class LatentFolderDataset(Dataset):
                             f"images/ mixes resolutions; re-run preprocessing")
         return image
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        epoch, i = key if isinstance(key, tuple) else (None, key)
         for attempt in range(MAX_CONSECUTIVE_BAD):
             j = (i + attempt) % len(self)
             try:
@@ -150,8 +154,9 @@ class LatentFolderDataset(Dataset):
         else:
             raise DataError(f"{self.dir}: {MAX_CONSECUTIVE_BAD} bad files in a row from index {i}; the folder "
                             f"is damaged beyond skipping")
-        flip = self.flip and bool(torch.rand(()) < 0.5)
-        latent, label = sample_latent(torch.from_numpy(moments), self.scale, flip=flip), int(self.labels[j])
+        generator = None if epoch is None else sample_generator(self.seed, epoch, i)
+        latent, flip = draw_latent(torch.from_numpy(moments), self.scale, self.flip, generator)
+        label = int(self.labels[j])
         if image is None:
             return latent, label
         return (image.flip(-1) if flip else image), latent, label

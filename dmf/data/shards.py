@@ -7,7 +7,16 @@ Splitting and seeding, for rank r of W and DataLoader worker k of K, in epoch e:
   reproducible from (seed, epoch).
 - not resampled (exact passes): one shard permutation seeded by (seed, e), shared by all, then
   shards[r::W][k::K]: every sample exactly once per epoch over all ranks and workers.
-The shuffle buffer, the flips and the posterior noise use RNGs seeded the same way.
+The shuffle buffer uses an RNG seeded the same way; each sample's flip and posterior noise come from a generator
+seeded by (seed, e, r, k, the sample's position in the stream) (dmf.data.sample_draws), so a stream is a pure
+function of (seed, e, r, k) and of nothing else.
+
+Resuming mid-epoch (resampled): `skip_once` (called by the datamodule with the position that
+dmf.train.requeue.ResumeState restored) makes the next pass continue each stream where it stopped. Worker k's stream
+yields batches k, k+K, ... of its rank; after p batches the resumed pass's worker k plays stream (p+k) mod K (the
+stream of batch p+k) and leaves out the samples that stream already yielded.
+Those are read from their shards and run through the shuffle buffer (its state depends on them) but not decoded
+(with on_error=skip they are: whether a sample is bad decides the stream's positions).
 With `images`, samples are (uint8 image (3, R, R), latent, label): the .image.png member, flipped with the latent.
 """
 import logging
@@ -21,8 +30,9 @@ from dmf.core.seeds import mix_seed
 from dmf.data.distributed import worker_and_count
 from dmf.data.errors import DataError, ErrorPolicy, no_images
 from dmf.data.images import decode_image
-from dmf.data.latent import check_moments, expected_shape, load_npy, sample_latent
+from dmf.data.latent import check_moments, expected_shape, load_npy
 from dmf.data.layout import IMAGE_MEMBER
+from dmf.data.sample_draws import draw_latent, sample_generator
 from dmf.data.tario import iter_samples
 
 log = logging.getLogger(__name__)
@@ -67,12 +77,21 @@ class ShardDataset(IterableDataset):
         # tar, so only the expected count can tell that samples are missing
         self.shard_counts = dict(shard_counts or {})
         self.images, self.image_shape = bool(images), None
+        self._resume = (-1, 0)  # (epoch, batches per rank already trained in it)
         self.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Called in the main process before each epoch's workers start; persistent workers instead count
         their own iterations (`_iters`), which gives the same epoch numbers."""
         self.epoch, self._iters = int(epoch), 0
+
+    def skip_once(self, num_samples: int) -> None:
+        """The next pass (a resumed epoch) continues each stream of this rank where it stopped; `num_samples`: the
+        epoch's samples already trained, over all ranks. Before the pass starts (the workers copy this)."""
+        if not self.resampled:  # workers hold unequal shares: which batch came from which stream is not fixed
+            log.warning("an exact (resampled=false) shard pass cannot resume mid-epoch: it restarts the epoch")
+            return
+        self._resume = (self.epoch + self._iters, num_samples // (self.world_size * self.batch_size))
 
     def samples_per_worker(self, num_workers: int) -> int:
         """Per (rank, worker) and epoch: ceil(N / W / K), rounded up to whole batches."""
@@ -145,13 +164,23 @@ class ShardDataset(IterableDataset):
         worker, num_workers = worker_and_count()
         epoch = self.epoch + self._iters
         self._iters += 1
-        rng = random.Random(mix_seed(self.seed, epoch, self.rank, worker, 0))
-        gen = torch.Generator().manual_seed(mix_seed(self.seed, epoch, self.rank, worker, 1))
+        # worker k yields the rank's batches k, k+K, ...; resumed after p of them, it continues batch p+k's stream,
+        # which had yielded its batches below p
+        done = self._resume[1] if self._resume[0] == epoch else 0
+        stream = (worker + done) % num_workers
+        skip = (done - stream + num_workers - 1) // num_workers * self.batch_size
+        lazy = self.policy.on_error == "raise"  # a bad sample would have stopped the run: none among the skipped
+        rng = random.Random(mix_seed(self.seed, epoch, self.rank, stream, 0))
         limit = self.samples_per_worker(num_workers) if self.resampled else None
         state = {"shards_without_sample": 0}
+        n = 0  # samples of the stream so far, skipped ones included
 
-        def decoded():  # decode before the shuffle buffer: errors surface at once, with their shard
-            for sample in self._raw_samples(self._shard_urls(epoch, worker, num_workers, rng, state)):
+        def entries():  # decoded before the shuffle buffer: errors surface at once, with their shard
+            for sample in self._raw_samples(self._shard_urls(epoch, stream, num_workers, rng, state)):
+                if lazy and n < skip:
+                    state["shards_without_sample"] = 0
+                    yield sample  # raw: decoded only if it is still in the buffer after the skip
+                    continue
                 try:
                     item = self._decode(sample)
                 except DataError as err:
@@ -160,10 +189,13 @@ class ShardDataset(IterableDataset):
                 state["shards_without_sample"] = 0
                 yield item
 
-        n = 0
-        for moments, label, image in shuffled(decoded(), self.shuffle_buffer, rng):
-            flip = self.flip and rng.random() < 0.5
-            latent = sample_latent(moments, self.scale, gen, flip)
+        for item in shuffled(entries(), self.shuffle_buffer, rng):
+            if n < skip:
+                n += 1
+                continue
+            moments, label, image = self._decode(item) if isinstance(item, dict) else item
+            generator = sample_generator(self.seed, epoch, self.rank, stream, n)
+            latent, flip = draw_latent(moments, self.scale, self.flip, generator)
             if image is None:
                 yield latent, label
             else:

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from dmf.core.ranks import rank_and_world
 from dmf.data.epoch_sampler import EpochSampler
+from dmf.data.resume_position import ResumePosition
 
 
 def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,7 +23,7 @@ def reference() -> TensorDataset:
     return TensorDataset(*load_digits_tensors())
 
 
-class DigitsDataModule(L.LightningDataModule):
+class DigitsDataModule(ResumePosition, L.LightningDataModule):
     def __init__(self, batch_size: int = 128, num_workers: int = 0, seed: int = 0):
         super().__init__()
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
@@ -33,7 +33,7 @@ class DigitsDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         # drop_last keeps every step at the configured batch size: 1,797 is prime-ish and steps stay comparable
-        sampler = EpochSampler(len(self.dataset), self.seed, *rank_and_world(self.trainer))  # each rank its part
+        sampler = self.epoch_sampler(EpochSampler, len(self.dataset), self.seed)  # each rank its part
         return DataLoader(
             self.dataset, batch_size=self.batch_size, sampler=sampler,
             drop_last=True, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from dmf.build import build_network, build_sampler, build_vae, model_shape
 from dmf.config import ConfigError
-from dmf.core.errors import MissingFileError, ResultExistsError
+from dmf.core.errors import ResultExistsError
 from dmf.core.files import write_json_atomic
 from dmf.eval import dist as edist
 from dmf.eval.generation.writers import NpzWriter, PngWriter
@@ -140,13 +140,8 @@ def _check_request(cfg: DictConfig, score: bool) -> list[str]:
     if not cfg.get("ckpt"):
         raise ConfigError("this mode needs weights: pass ckpt=<path to .ckpt/.pt> or ckpt=hf://<owner>/<repo>/<file>")
     for key, uri in (("ckpt", cfg.ckpt), ("eval.ref_stats", ec.ref_stats if score and ec.ref_stats != "build" else None)):
-        try:
-            if uri:
-                resolve_path(uri)
-        except FileNotFoundError as err:
-            raise MissingFileError(f"{key}: {err}") from None
-        except ValueError as err:  # a malformed hf:// URI
-            raise ConfigError(f"{key}: {err}") from None
+        if uri:
+            resolve_path(uri, key=key)
     return (["png"] if want_png else []) + (["npz"] if ec.save_npz else [])
 
 

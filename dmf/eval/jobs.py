@@ -59,10 +59,10 @@ def fingerprint(cfg: DictConfig, plan: Plan, steps: int, score: bool, identity: 
 def content_identity(cfg: DictConfig, score: bool) -> dict:
     """Content hashes of the weights and of the reference-statistics file (paths may point at new content)."""
     ec = cfg.eval
-    ident = {"ckpt": content_hash(resolve_path(cfg.ckpt)), "ref_stats": None}
+    ident = {"ckpt": content_hash(resolve_path(cfg.ckpt, key="ckpt")), "ref_stats": None}
     if score and ec.ref_stats:
         ident["ref_stats"] = ("build: " + json.dumps(container(ec.ref_source), sort_keys=True, default=str)
-                              if ec.ref_stats == "build" else "sha256:" + content_hash(resolve_path(ec.ref_stats)))
+                              if ec.ref_stats == "build" else "sha256:" + content_hash(resolve_path(ec.ref_stats, key="eval.ref_stats")))
     return ident
 
 

@@ -1,5 +1,4 @@
 """SiT flow model (velocity network) with optional REPA projectors."""
-import torch
 from torch import nn
 
 from dmf.models.flow_transformer import FlowTransformer

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.config import ConfigError
-from dmf.core.errors import MissingFileError, ResultExistsError
+from dmf.core.errors import ResultExistsError
 from dmf.models.checkpoint import load_weights
 from dmf.models.hub import resolve_path
 
@@ -25,12 +25,7 @@ def export(cfg: DictConfig, out: str | None = None, overwrite: bool = False) -> 
 
     if not cfg.get("ckpt"):
         raise ConfigError("mode=export needs ckpt=<run>/checkpoints/last.ckpt (or any checkpoint with EMA weights)")
-    try:
-        src = Path(resolve_path(cfg.ckpt))
-    except FileNotFoundError as err:
-        raise MissingFileError(f"ckpt: {err}") from None
-    except ValueError as err:  # a malformed hf:// URI
-        raise ConfigError(f"ckpt: {err}") from None
+    src = Path(resolve_path(cfg.ckpt, key="ckpt"))
     stem = Path(out) if out else src.with_name(f"{src.stem}-ema")
     paths = {s: stem.with_name(stem.name + s) for s in SUFFIXES}
     existing = [str(p) for p in paths.values() if p.exists()]

@@ -82,9 +82,9 @@ def check_files(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, throw_on_missing=False) if key else None
         if value and value not in ("???", "build"):
             try:
-                resolve_path(value)
+                resolve_path(value, key=key)
             except (FileNotFoundError, ValueError) as err:
-                raise PreflightError(f"{key}: {err}") from None
+                raise PreflightError(str(err)) from None
 
 
 def layout(cfg: DictConfig) -> BatchLayout:

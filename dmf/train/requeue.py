@@ -120,9 +120,9 @@ class FinalLast(Callback):
 class ResumeState(Callback):
     """Puts each rank's RNG and the position inside the epoch into every checkpoint and restores them on resume.
 
-    The position is counted in samples of the epoch's order over all ranks; a sampler with `skip_once`
-    (dmf.data.epoch_sampler) resumes every rank's own stream there. Saving is collective (every rank's RNG is
-    gathered), as Lightning's checkpointing already is."""
+    The position is counted in samples of the epoch's order over all ranks; a datamodule with `resume_at`
+    (dmf.data.resume_position) builds its loader there, and every rank continues its own stream. Saving is
+    collective (every rank's RNG is gathered), as Lightning's checkpointing already is."""
 
     def __init__(self):
         self._pending = None
@@ -146,6 +146,11 @@ class ResumeState(Callback):
 
     def load_state_dict(self, state_dict):
         self._pending = state_dict
+        # the datamodule builds its loader at this position (dmf.data.resume_position): Lightning creates the loader's
+        # iterator before on_train_start, and with workers that already draws the order
+        datamodule = getattr(getattr(self, "_trainer", None), "datamodule", None)
+        if "samples_done" in state_dict and hasattr(datamodule, "resume_at"):
+            datamodule.resume_at(state_dict["epoch"], state_dict["samples_done"])
 
     def setup(self, trainer, pl_module, stage):
         self._trainer = trainer
@@ -159,6 +164,3 @@ class ResumeState(Callback):
             torch.set_rng_state(rng["torch_rng"])
             if rng["cuda_rng"]:
                 torch.cuda.set_rng_state_all(rng["cuda_rng"])
-        sampler = getattr(trainer.train_dataloader, "sampler", None)
-        if state["samples_done"] and hasattr(sampler, "skip_once"):
-            sampler.skip_once(state["samples_done"])

@@ -55,13 +55,13 @@ def tree_bytes(root: Path, sub: str) -> dict[str, bytes]:
     return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
 
 
-def write_key_shards(directory: Path, counts, shape=(2, 2, 2), num_classes=5) -> tuple[list[str], list[int]]:
-    """Shards whose sample k has mean = k and std = 0: the latent read back identifies the sample."""
+def write_key_shards(directory: Path, counts, shape=(2, 2, 2), num_classes=5, std=0.0) -> tuple[list[str], list[int]]:
+    """Shards whose sample k has mean = k and std = `std` (0: the latent read back identifies the sample)."""
     urls, keys, k = [], [], 0
     for s, n in enumerate(counts):
         samples = []
         for _ in range(n):
-            m = np.zeros(shape, np.float32)
+            m = np.full(shape, std, np.float32)
             m[: shape[0] // 2] = k
             samples.append((k, m, k % num_classes))
             keys.append(k)

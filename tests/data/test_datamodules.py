@@ -126,3 +126,83 @@ def test_lightning_trainer_runs_epochs_with_fresh_noise(kind, preprocessed):
     assert len(e0) == len(e1) == (4 if kind == "folder" else 5)  # 9 // 2, or ceil(9 / 2) = 5 batches
     assert all(shape == (2, 4, 8, 8) for shape, _, _ in e0 + e1)
     assert [s for *_, s in e0] != [s for *_, s in e1]  # new order and/or new posterior noise each epoch
+
+
+@pytest.mark.parametrize("kind", ["folder", "synthetic"])
+def test_map_style_batches_do_not_depend_on_the_worker_count(kind, preprocessed):
+    # noise and flips are drawn per sample from (seed, epoch, index): 0 or 2 workers, fresh or persistent, the same
+    def epochs(workers):
+        if kind == "folder":
+            dm = LatentFolderDataModule(root=str(preprocessed), batch_size=2, flip=True,
+                                        **{**COMMON, "num_workers": workers})
+        else:
+            dm = SyntheticDataModule(num_samples=9, batch_size=2, flip=True, latent_channels=4, latent_size=4,
+                                     num_workers=workers)
+        dm.trainer = trainer(1)
+        loader = dm.train_dataloader()
+        out = []
+        for epoch in (0, 1):
+            loader.sampler.set_epoch(epoch)
+            out.append(torch.cat([x for x, _ in loader]))
+        return out
+
+    serial, parallel = epochs(0), epochs(2)
+    assert len(serial[0]) == 4 and all(torch.equal(a, b) for a, b in zip(serial, parallel))
+    assert not torch.equal(*serial)  # a new order and new draws each epoch
+
+
+@pytest.mark.parametrize("kind", ["folder", "shards"])
+def test_a_loader_built_after_resume_at_starts_at_the_restored_position(kind, preprocessed):
+    # Lightning creates the loader's iterator before any training hook: with workers the first batches are fetched
+    # at once, so the position must be in the loader as it is built (ResumeState calls resume_at at restore)
+    cls = LatentFolderDataModule if kind == "folder" else ShardDataModule
+
+    def epoch_one(rank, resume_at=None):
+        dm = cls(root=str(preprocessed), batch_size=2, flip=True, **{**COMMON, "num_workers": 2})
+        dm.trainer = trainer(rank, epoch=1)
+        if resume_at:
+            dm.resume_at(*resume_at)
+        return [x for x, _ in iter(dm.train_dataloader())]
+
+    for rank in (0, 1):
+        full = epoch_one(rank)
+        resumed = epoch_one(rank, resume_at=(1, 1 * 2 * 2))  # one step of 2 ranks x 2 samples done
+        assert len(full) == (2 if kind == "folder" else 4) and len(resumed) == len(full) - 1
+        assert all(torch.equal(a, b) for a, b in zip(full[1:], resumed)), rank
+        assert len(epoch_one(rank, resume_at=(0, 4))) == len(full)  # a position in another epoch: not this one's
+
+
+class Learner(Recorder):
+    """Records each step's batch by global step and learns from it (SGD), so the weights depend on the data."""
+
+    def training_step(self, batch, _):
+        x, _ = batch
+        self.seen[self.global_step] = x.clone()
+        return (self.w - x.mean()) ** 2
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_folder_run_resumed_mid_epoch_with_workers_reads_and_learns_as_the_uninterrupted_one(preprocessed, tmp_path):
+    # through Lightning's own resume (its loader iterator is created before any training hook): 9 latents, batches of
+    # 2: 4 steps an epoch; resumed after step 5 (epoch 1, one batch done), on 2 workers where the first run had none
+    import lightning as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from dmf.train.requeue import ResumeState
+
+    def fit(name, workers, ckpt=None):
+        dm = LatentFolderDataModule(root=str(preprocessed), batch_size=2, flip=True,
+                                    **{**COMMON, "num_workers": workers})
+        module = Learner()
+        every_5 = ModelCheckpoint(dirpath=tmp_path / name, every_n_train_steps=5, save_top_k=-1, filename="step{step}")
+        pl.Trainer(max_steps=7, accelerator="cpu", devices=1, logger=False, callbacks=[ResumeState(), every_5],
+                   enable_progress_bar=False, enable_model_summary=False).fit(module, datamodule=dm, ckpt_path=ckpt)
+        return module
+
+    whole = fit("whole", 0)
+    resumed = fit("resumed", 2, ckpt=next((tmp_path / "whole").glob("step*5*.ckpt")))
+    assert sorted(whole.seen) == list(range(7)) and sorted(resumed.seen) == [5, 6]
+    assert all(torch.equal(resumed.seen[s], whole.seen[s]) for s in (5, 6))
+    assert torch.equal(resumed.w, whole.w) and whole.w.item() != 0

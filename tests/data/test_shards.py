@@ -159,3 +159,71 @@ def test_a_bad_shard_drawn_again_and_again_counts_once_and_names_the_worker(shar
                                      shard_counts={str(cut): 7, urls[3]: 1}, num_workers=1),
                         batch_size=None, num_workers=1, timeout=60)
     assert len(list(loader)) == 100
+
+
+@pytest.fixture(scope="module")
+def noisy_shards(tmp_path_factory):
+    return write_key_shards(tmp_path_factory.mktemp("noisy"), COUNTS, std=0.5)[0]
+
+
+def rank_stream(urls, rank, workers, *, done=0, world=2, dataset=ShardDataset, **kw):
+    """One rank's dataset in epoch 1, as the trainer builds it, resumed after `done` batches of 2 per rank
+    (ResumeState's count: done x batch x world samples of the epoch)."""
+    args = dict(scale=1.0, seed=3, rank=rank, world_size=world, num_workers=workers, shuffle_buffer=4, resampled=True,
+                num_samples=40, batch_size=2, flip=True)
+    ds = dataset(urls, **{**args, **kw})
+    ds.set_epoch(1)
+    if done:
+        ds.skip_once(done * 2 * world)
+    return ds
+
+
+def batches(ds) -> list[torch.Tensor]:
+    """A pass in batches of 2 through a DataLoader with the dataset's worker count."""
+    workers = ds.num_workers
+    loader = DataLoader(ds, batch_size=2, drop_last=True, num_workers=workers, timeout=60 if workers else 0)
+    return [x for x, _ in loader]
+
+
+@pytest.mark.parametrize("workers,done", [(0, 3), (2, 3), (2, 4), (2, 9)])
+def test_a_resumed_pass_continues_every_ranks_batches_bit_for_bit(noisy_shards, workers, done):
+    # 40 samples, 2 ranks: 10 batches of 2 per rank (5 per worker); an odd `done` starts the resumed pass on worker 1's
+    # stream, 9 leaves one batch
+    full = {}
+    for rank in (0, 1):
+        full[rank] = batches(rank_stream(noisy_shards, rank, workers))
+        resumed = batches(rank_stream(noisy_shards, rank, workers, done=done))
+        assert len(full[rank]) == 10 and len(resumed) == 10 - done
+        for step, (a, b) in enumerate(zip(full[rank][done:], resumed)):
+            assert torch.equal(a, b), f"rank {rank}, batch {done + step}"
+    assert not torch.equal(full[0][0], full[1][0])  # (the ranks read apart)
+    ds = rank_stream(noisy_shards, 1, 0, done=done)
+    assert len(batches(ds)) == 10 - done and len(batches(ds)) == 10  # the skip holds for its epoch only
+
+
+class CountingDecodes(ShardDataset):
+    decodes = 0
+
+    def _decode(self, sample):
+        self.decodes += 1
+        return super()._decode(sample)
+
+
+def test_the_skipped_samples_are_not_decoded(noisy_shards):
+    # one process, 200 samples = 100 batches, resumed after 90: the skip reads 180 samples' bytes, decodes none of them
+    full = batches(rank_stream(noisy_shards, 0, 0, world=1, num_samples=200))
+    ds = rank_stream(noisy_shards, 0, 0, world=1, num_samples=200, done=90, dataset=CountingDecodes)
+    resumed = batches(ds)
+    assert len(resumed) == 10 and all(torch.equal(a, b) for a, b in zip(full[90:], resumed))
+    assert ds.decodes <= 20 + 4  # the 20 samples it yields, plus at most the shuffle buffer's
+
+
+def test_with_on_error_skip_a_resume_leaves_out_the_same_bad_samples(noisy_shards, tmp_path):
+    bad = tmp_path / "bad.tar"
+    _corrupt_member(noisy_shards[2], bad, "00000010", lambda d: d[:70])  # shard 2 holds keys 8..14
+    urls = [*noisy_shards[:2], str(bad), *noisy_shards[3:]]
+    ds = rank_stream(urls, 0, 0, on_error="skip")
+    full = batches(ds)
+    assert ds.policy.skipped == 1  # the bad shard was drawn in this rank's stream
+    resumed = batches(rank_stream(urls, 0, 0, on_error="skip", done=6))
+    assert all(torch.equal(a, b) for a, b in zip(full[6:], resumed)) and len(resumed) == 4

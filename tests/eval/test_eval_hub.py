@@ -56,3 +56,11 @@ def test_local_paths_and_bad_uris(tmp_path):
     with pytest.raises(ValueError, match="hf://"):
         resolve_path("hf://only-owner/file.pt")
     assert parse_hf_uri("hf://a/b@v1/c/d.pt") == ("a/b", "c/d.pt", "v1", None)
+
+
+def test_errors_name_the_config_key(tmp_path):
+    """Every caller passes the key the user typed; the error starts with it and keeps its type."""
+    with pytest.raises(FileNotFoundError, match=r"^guidance\.teacher\.ckpt: .*missing\.pt does not exist"):
+        resolve_path(str(tmp_path / "missing.pt"), key="guidance.teacher.ckpt")
+    with pytest.raises(ValueError, match=r"^ckpt: 'hf://only-owner/file\.pt' is not hf://"):
+        resolve_path("hf://only-owner/file.pt", key="ckpt")

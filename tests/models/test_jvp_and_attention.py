@@ -102,3 +102,64 @@ def test_compiled_dmft_gives_the_eager_loss_and_gradients_on_the_same_draws():
     assert torch.allclose(l1, l0, rtol=1e-5, atol=1e-6)
     for a, b in zip(g1, g0):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+class _MarkedJVPAttention(torch.autograd.Function):
+    """Math attention whose custom jvp returns 3x the true tangent: shows which rule a JVP pass ran."""
+
+    @staticmethod
+    def forward(q, k, v):
+        return torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5, -1) @ v
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_forward(*inputs)
+
+    @staticmethod
+    def jvp(ctx, q_t, k_t, v_t):
+        q, k, v = ctx.saved_tensors
+        fn = lambda q_, k_, v_: torch.softmax(q_ @ k_.transpose(-1, -2) * q.shape[-1] ** -0.5, -1) @ v_  # noqa: E731
+        return 3 * jvp(fn, (q, k, v), (q_t, k_t, v_t))[1]
+
+
+@pytest.mark.parametrize("where", ["network", "jvp_call"])
+def test_which_jvp_rule_runs_under_model_compile(where, monkeypatch):
+    """The fused kernel reaches torch.func.jvp only through its autograd.Function's custom `jvp`. A compiled network
+    called inside an eager torch.func.jvp (model.compile=true) still runs it. Compiling the torch.func.jvp call
+    itself does not: dynamo (torch 2.14) differentiates the Function's forward instead, silently, which for a Triton
+    forward cannot work; that is why the objective's JVP stays eager. If a torch upgrade changes either, this fails."""
+    from dmf.models.attention.registry import _BACKENDS, AttentionBackend
+    from dmf.models.compile import compile_network
+
+    monkeypatch.setitem(_BACKENDS, "marked", AttentionBackend("marked", _MarkedJVPAttention.apply, True,
+                                                              lambda device: True, priority=-1))
+    torch.manual_seed(0)
+    net = tiny_dmft()
+    for p in net.parameters():  # the zero-initialised gates would hide the attention's tangent
+        torch.nn.init.normal_(p, std=0.2)
+    x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([0.7, 0.4]), torch.tensor([1, 2])
+    q = torch.randn(2, 2, 5, 8, dtype=torch.float64)
+    q_t = torch.randn_like(q)
+    true_t = jvp(lambda q_: get_backend("math").fn(q_, q_, q_), (q,), (q_t,))[1]
+
+    def attention_tangent(fn):
+        return jvp(lambda q_: fn(q_, q_, q_), (q,), (q_t,))[1]
+
+    def du_dt(n):
+        return jvp(lambda a, b: n(a, b, 0.5 * b, y), (x, t), (torch.randn_like(x), torch.ones_like(t)))[1]
+
+    set_attention_backend(net, "math")
+    torch.manual_seed(1)
+    plain = du_dt(net)
+    set_attention_backend(net, "marked")
+    assert torch.allclose(attention_tangent(_MarkedJVPAttention.apply), 3 * true_t)  # eager: the custom rule
+    torch.manual_seed(1)
+    eager = du_dt(net)
+    assert (eager - plain).abs().max() > 0.1 * plain.abs().max()  # the marked rule shows in the network's du/dt
+    if where == "network":
+        compile_network(net, backend="aot_eager", log=lambda _: None)
+        torch.manual_seed(1)
+        assert torch.equal(du_dt(net), eager)
+    else:
+        compiled = torch.compile(attention_tangent, backend="aot_eager", fullgraph=True)
+        assert torch.allclose(compiled(_MarkedJVPAttention.apply), true_t)  # the custom jvp was bypassed

@@ -1,0 +1,69 @@
+"""What run.py does to the command line before Hydra parses it: rules about values Hydra would take otherwise
+than the user means, each with one clear error or the one reading that can be meant."""
+from dmf.core.errors import UsageError
+
+
+class CommandLineError(UsageError, ValueError):
+    pass
+
+
+def command_line(args: list[str]) -> list[str]:
+    for arg in args:
+        check_quoting(arg)
+    return with_run_dir(args)
+
+
+def _split(arg: str) -> tuple[str, str] | None:
+    """(key, value) of an override `[+|++|~]key=value`; None for flags such as -m."""
+    if arg.startswith("-") or "=" not in arg:
+        return None
+    key, value = arg.split("=", 1)
+    return key.lstrip("+~"), value
+
+
+def check_quoting(arg: str) -> None:
+    """An unquoted value with '=' in it (a sweep job's folder, e.g. .../guidance.omega=0.6,sampler=restart/...)
+    is a Hydra grammar error ("mismatched input '='"): say what it is and give the quoted override to paste."""
+    if (kv := _split(arg)) is None:
+        return
+    key, value = kv
+    depth, quote, escaped = 0, None, False
+    for ch in value:
+        if escaped:  # Hydra's \= is a literal '='
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "=" and depth == 0:
+            raise CommandLineError(
+                f"the value of {key} contains '=' ({value}), which Hydra reads as another key; a path with '=' (a "
+                f"sweep job's folder) must be quoted: {key}=\"'{value}'\" (the shell keeps the inner quotes)")
+
+
+def with_run_dir(args: list[str]) -> list[str]:
+    """`run_dir=X` means the run's whole folder: on a single run it also sets `hydra.run.dir=X`, so Hydra's
+    run.log and .hydra/ land beside the checkpoints (run_dir alone moved only what the code writes). A sweep's
+    jobs each have their own folder under `hydra.sweep.dir`, so there one run_dir for all is refused."""
+    def value(key):
+        found = [kv[1] for kv in map(_split, args) if kv and kv[0] == key]
+        return found[-1] if found else None
+
+    run_dir, hydra_dir = value("run_dir"), value("hydra.run.dir")
+    if run_dir is None:
+        return args
+    if "-m" in args or "--multirun" in args or value("hydra.mode") == "MULTIRUN":
+        raise CommandLineError(f"run_dir={run_dir} names one run's folder, but a sweep (-m) gives each job its own: "
+                               f"set hydra.sweep.dir={run_dir} instead (jobs go to its sub-folders)")
+    if hydra_dir is None:
+        return [*args, f"hydra.run.dir={run_dir}"]
+    if hydra_dir != run_dir:
+        raise CommandLineError(f"run_dir={run_dir} and hydra.run.dir={hydra_dir} name two folders for one run; "
+                               f"give one of them")
+    return args

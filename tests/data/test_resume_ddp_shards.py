@@ -1,0 +1,65 @@
+"""Two CPU ranks (DDP, gloo) through run.py on ImageNet-style webdataset shards, with 2 DataLoader workers per rank and
+flips: a run resumed mid-epoch reads, on every rank, exactly the batches of the uninterrupted run, posterior noise and
+flips included, and ends with its weights. (How the first run stopped, by max_steps or by the requeue signal, is
+tests/train/test_ddp_resume.py's part: here the resume starts from the uninterrupted run's mid-epoch checkpoint, which
+holds the same state. The .npy folder with workers: tests/data/test_datamodules.py, in-process.)"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).parents[2]
+# the ImageNet experiment shrunk to a CPU (docs/training.md, "Smoke-testing an ImageNet experiment") on the fixture's
+# 9 latents of 64 px images
+BASE = ["experiment=dmf_xl_256", "model.depth=2", "model.hidden_size=32", "model.num_heads=2", "model.dmf_depth=1",
+        "data.resolution=64", "data.num_classes=3", "data.global_batch_size=4", "data.datamodule.flip=true",
+        "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+        "callbacks.checkpoint.every_n_train_steps=3"]
+# 24 samples an epoch over 2 ranks x 2 workers: 3 batches of 2 per worker, 6 steps; resumed after an odd number of
+# steps, the resumed pass starts on worker 1's stream; 8 steps cross into the next epoch
+DATA = ["data=imagenet256_wds", "data.datamodule.num_samples=24", "data.datamodule.num_workers=2"]
+RESUME_AT, STEPS = 3, 8
+
+
+def run(*args: str):
+    out = subprocess.run(["nice", sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def init(tmp_path_factory) -> Path:
+    """A random-init weights file of the tiny network (`ckpt=`, which the experiment requires)."""
+    path = tmp_path_factory.mktemp("init") / "init.pt"
+    run("bench/init_checkpoint.py", "--model", "DMFT-XL/2", "--input-size", "8", "--num-classes", "3", "--size", "2",
+        "32", "2", "--dmf-depth", "1", "--out", str(path))
+    return path
+
+
+def train(init: Path, root: Path, run_dir: Path, record: Path, *extra):
+    run("run.py", *BASE, f"ckpt={init}", *DATA, f"data.root={root}", f"trainer.max_steps={STEPS}",
+        f"hydra.run.dir={run_dir}", "+callbacks.batches._target_=tests.train.batch_recorder.BatchRecorder",
+        f"+callbacks.batches.path={record}", *extra)
+
+
+@pytest.mark.slow
+def test_a_ddp_run_on_shards_resumed_mid_epoch_reads_the_same_latents_and_ends_with_the_same_weights(init, preprocessed,
+                                                                                                     tmp_path):
+    train(init, preprocessed, tmp_path / "whole", tmp_path / "whole_rec")
+    checkpoint = tmp_path / "whole" / "checkpoints" / f"step_{RESUME_AT:06d}.ckpt"
+    train(init, preprocessed, tmp_path / "resumed", tmp_path / "resumed_rec", f"resume={checkpoint}")
+    for rank in (0, 1):
+        reference = torch.load(tmp_path / "whole_rec" / f"rank{rank}.pt")
+        seen = torch.load(tmp_path / "resumed_rec" / f"rank{rank}.pt")
+        assert sorted(reference) == list(range(STEPS)) and sorted(seen) == list(range(RESUME_AT, STEPS))
+        for step, (x, y) in seen.items():
+            assert torch.equal(x, reference[step][0]) and torch.equal(y, reference[step][1]), (rank, step)
+    whole = [torch.load(tmp_path / "whole_rec" / f"rank{r}.pt") for r in (0, 1)]
+    assert not torch.equal(whole[0][RESUME_AT][0], whole[1][RESUME_AT][0])  # each rank reads its own samples
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
