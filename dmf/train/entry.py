@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.build import build_network, build_objective
+from dmf.core.errors import MissingFileError, ResultExistsError
 from dmf.train.guards import run_guards
 from dmf.train.loggers import log_run_config
 from dmf.train.module import TrainModule
@@ -31,12 +32,17 @@ def trainer_kwargs(cfg: DictConfig, accumulate: int) -> dict:
 
 
 def resume_path(cfg: DictConfig) -> str | None:
-    """`resume`: auto = the run dir's last.ckpt if it exists; otherwise a path or null."""
+    """`resume`: auto = the run dir's last.ckpt if it exists; otherwise a path or null. null (a new start) is
+    refused where the run dir already holds a run's last.ckpt: the new run would replace it."""
+    last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
     if cfg.resume == "auto":
-        last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
         return str(last) if last.exists() else None
     if cfg.resume and not Path(cfg.resume).exists():
-        raise FileNotFoundError(f"resume={cfg.resume} does not exist (use resume=auto or a .ckpt path)")
+        raise MissingFileError(f"resume={cfg.resume} does not exist (use resume=auto or a .ckpt path)")
+    if last.exists() and not cfg.resume:
+        raise ResultExistsError(f"{last} holds the run of this run dir, which resume=null would replace. Fix: "
+                                f"resume=auto (the default) continues it; to start anew, choose another run dir "
+                                f"(hydra.run.dir=<folder>; ckpt=<file> initialises the weights from any checkpoint)")
     return cfg.resume or None
 
 

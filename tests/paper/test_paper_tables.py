@@ -112,3 +112,28 @@ def test_digits_ablation_two_rows_launch_and_collect(tmp_path):
     assert done == {"dmf", "mf_mg_repa"} and len(rows) == 12
     assert all(float(r["ours"]) > 0 and 0 <= float(r["class_acc"]) <= 1 for r in rows if r["row"] in done)
     assert (runs / "digits_ablation.md").exists() and (runs / "digits_ablation_vs_nfe.png").exists()
+
+
+@pytest.mark.slow
+def test_a_finished_row_is_reused_only_for_the_same_training(tmp_path):
+    """Relaunching a table with other training keys must not report the old row's weights as the new setting."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    tiny = ["paper.row=dmf", "model.hidden_size=32", "model.num_heads=2", "eval.num_samples=32",
+            "data.global_batch_size=16", "callbacks.progress.refresh_rate=0", f"paper.root={tmp_path / 'runs'}"]
+
+    def launch(*extra):
+        return subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "paper=digits_ablation", *tiny, *extra],
+                              cwd=tmp_path, capture_output=True, text=True, env=env)
+
+    first = launch("trainer.max_steps=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    record = tmp_path / "runs" / "dmf" / RESULT_FILE
+    before = record.read_bytes()
+    again = launch("trainer.max_steps=2")  # the same setting: the finished row is reused
+    assert again.returncode == 0 and "reusing the finished run" in again.stdout, again.stderr[-3000:]
+    assert json.loads(record.read_text())["ours"] == json.loads(before)["ours"]
+    changed = launch("trainer.max_steps=3")
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr, changed.stderr[-3000:]
+    assert "trainer.max_steps: 2 -> 3" in changed.stderr and "paper.root=" in changed.stderr, changed.stderr
+    assert len(list((tmp_path / "runs" / "_stages").iterdir())) == 1  # refused before training a new flow stage
+    assert json.loads(record.read_text())["ours"] == json.loads(before)["ours"]

@@ -2,6 +2,7 @@
 (The real sweep through run.py: tests/pipelines/test_recipe.py.)"""
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,23 @@ def test_mode_collect_takes_a_sweep_folder_or_a_table(tmp_path):
         collect(compose_config(["mode=collect", f"dir={tmp_path}", "paper=main"]))
     cfg = compose_config(["mode=collect", "paper=main", f"paper.root={tmp_path}"])
     assert collect(cfg)["markdown"] == tmp_path / "main.md"  # every row "missing", and the table still written
+
+
+def test_a_metric_that_no_row_has_is_refused_before_anything_is_rewritten(tmp_path):
+    for omega in ("0.2", "0.6"):
+        make_job(tmp_path, [f"guidance.omega={omega}"], {1: 3.0}, [1.0])
+    collect(compose_config(["mode=collect", f"dir={tmp_path}"]))
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("sweep*")}
+    with pytest.raises(ConfigError, match=r"collect.metric=fd_digits .* columns: .*'fid', 'train/loss'"):
+        collect(compose_config(["mode=collect", f"dir={tmp_path}", "collect.metric=fd_digits"]))
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("sweep*")} == before  # the good plot is not replaced
+
+
+def test_a_training_jobs_config_history_is_not_a_job(tmp_path):
+    """mode=train keeps a copy of .hydra/ per attempt in <job>/config_history/attempt_NNN/ (tests/train)."""
+    for omega in ("0.2", "0.6"):
+        job = make_job(tmp_path, [f"guidance.omega={omega}"], None, [1.0])
+        (job / "config_history" / "attempt_001").mkdir(parents=True)
+        shutil.copytree(job / ".hydra", job / "config_history" / "attempt_001" / ".hydra")
+    out = collect(compose_config(["mode=collect", f"dir={tmp_path}"]))
+    assert [r["job"] for r in out["rows"]] == ["guidance.omega=0.2", "guidance.omega=0.6"]

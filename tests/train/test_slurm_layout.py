@@ -60,3 +60,12 @@ def test_outside_slurm_nothing_is_checked_or_added(monkeypatch):
     for name in ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_JOB_NUM_NODES"):
         monkeypatch.delenv(name, raising=False)
     assert "plugins" not in slurm_trainer_kwargs({"devices": 4, "num_nodes": 2})
+
+
+@pytest.mark.parametrize("experiment", ["dmf_xl_256", "dmf_xl_512", "sit_xl_256_repa", "sit_xl_512_repa"])
+def test_an_imagenet_experiment_keeps_the_launchers_layout(hydra_cfg, experiment):
+    """A node of 4 GPUs: tasks_per_node=4 must give 4 devices, not an experiment's fixed 8 (refused in the job,
+    after waiting in the queue); the stated global batch is kept by the batch layout."""
+    cfg = hydra_cfg([f"experiment={experiment}", "hydra/launcher=slurm_h100", "hydra.launcher.tasks_per_node=4"])
+    assert (cfg.trainer.devices, cfg.trainer.num_nodes) == (4, 1)
+    assert hydra_cfg([f"experiment={experiment}", "hydra/launcher=slurm_h100"]).trainer.devices == 8
