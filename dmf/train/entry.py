@@ -48,7 +48,7 @@ def resume_path(cfg: DictConfig) -> str | None:
     if last.exists() and not cfg.resume:
         raise ResultExistsError(f"{last} holds the run of this run dir, which resume=null would replace. Fix: "
                                 f"resume=auto (the default) continues it; to start anew, choose another run dir "
-                                f"(hydra.run.dir=<folder>; ckpt=<file> initialises the weights from any checkpoint)")
+                                f"(run_dir=<folder>; ckpt=<file> initialises the weights from any checkpoint)")
     return cfg.resume or None
 
 
