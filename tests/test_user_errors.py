@@ -99,7 +99,7 @@ def test_a_new_start_does_not_replace_the_run_in_its_run_dir(tmp_path):
     last.parent.mkdir(parents=True)
     last.write_bytes(b"the earlier run's weights")
     out = run_py("mode=train", "debug=tiny", "resume=null", f"hydra.run.dir={tmp_path / 'run'}")
-    assert_one_error(out, f"{last}", "resume=auto", "hydra.run.dir=")
+    assert_one_error(out, f"{last}", "resume=auto", "run_dir=<folder>")
     assert last.read_bytes() == b"the earlier run's weights" and not (tmp_path / "run" / "logs").exists()
 
 
