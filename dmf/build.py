@@ -17,6 +17,11 @@ def build_network(cfg: DictConfig, frozen: bool = False) -> torch.nn.Module:
     net = instantiate(cfg.model)
     if path:
         report = load_pretrained(net, path, key="ckpt")
+        if frozen and report["initialised"]:  # sampling would run weights that nobody trained
+            raise ConfigError(f"ckpt={cfg.ckpt} lacks weights that {cfg.model.name} samples with ({describe_load(report)}"
+                              f"): it holds a flow model (or a network without qk-norm). Fix: evaluate it with the config "
+                              f"it was trained with (a flow model: experiment=digits_flow, or model=sit "
+                              f"sampler=flow_euler), or fine-tune it first (mode=train ckpt=<it>)")
         if report["dropped"] or report["initialised"]:
             print(f"[dmf] loaded {cfg.ckpt}: {describe_load(report)}", flush=True)
     return net.eval().requires_grad_(False) if frozen else net

@@ -1,10 +1,6 @@
 """What run.py does to the command line before Hydra parses it: rules about values Hydra would take otherwise
 than the user means, each with one clear error or the one reading that can be meant."""
-from dmf.core.errors import UsageError
-
-
-class CommandLineError(UsageError, ValueError):
-    pass
+from dmf.core.errors import ConfigError
 
 
 def command_line(args: list[str]) -> list[str]:
@@ -42,7 +38,7 @@ def check_quoting(arg: str) -> None:
         elif ch in ")]}":
             depth -= 1
         elif ch == "=" and depth == 0:
-            raise CommandLineError(
+            raise ConfigError(
                 f"the value of {key} contains '=' ({value}), which Hydra reads as another key; a path with '=' (a "
                 f"sweep job's folder) must be quoted: {key}=\"'{value}'\" (the shell keeps the inner quotes)")
 
@@ -64,11 +60,11 @@ def with_run_dir(args: list[str]) -> list[str]:
     if run_dir is None:
         return args
     if "-m" in args or "--multirun" in args or value("hydra.mode") == "MULTIRUN":
-        raise CommandLineError(f"run_dir={run_dir} names one run's folder, but a sweep (-m) gives each job its own: "
+        raise ConfigError(f"run_dir={run_dir} names one run's folder, but a sweep (-m) gives each job its own: "
                                f"set hydra.sweep.dir={run_dir} instead (jobs go to its sub-folders)")
     if hydra_dir is None:
         return [*args, f"hydra.run.dir={run_dir}"]
     if unquoted(hydra_dir) != unquoted(run_dir):
-        raise CommandLineError(f"run_dir={run_dir} and hydra.run.dir={hydra_dir} name two folders for one run; "
+        raise ConfigError(f"run_dir={run_dir} and hydra.run.dir={hydra_dir} name two folders for one run; "
                                f"give one of them")
     return args

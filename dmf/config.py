@@ -2,10 +2,12 @@
 import hashlib
 from numbers import Real
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.core.errors import UsageError
-from dmf.models.registry import SIZES, parse_name
+from dmf.core.errors import ConfigError
+from dmf.models.registry import SIZES, check_split, parse_name
 from dmf.objectives.dmf_loss import JVP_MODES
 from dmf.objectives.weighting import PAIRS
 
@@ -45,10 +47,6 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("dmf.first_set", lambda *values: next(v for v in values if v is not None))
 
 
-class ConfigError(UsageError, ValueError):
-    pass
-
-
 def _number(cfg, key, lo=None, hi=None, integer=False):
     value = OmegaConf.select(cfg, key)
     kind = int if integer else Real
@@ -61,6 +59,7 @@ def _number(cfg, key, lo=None, hi=None, integer=False):
 def validate_model(cfg: DictConfig) -> None:
     m, d = cfg.model, cfg.data
     family, size, patch = parse_name(m.name)
+    check_split(m.name, m.get("dmf_depth"))
     depth = m.get("depth") or SIZES[size][0]
     if family == "DMFT":
         _number(cfg, "model.dmf_depth", integer=True)
@@ -118,6 +117,12 @@ def validate_sampler(cfg: DictConfig) -> None:
     _number(cfg, "sampler.steps", 1, integer=True)
     for key in ("sampler.shift", "sampler.cfg_scale", "sampler.cfg_min", "sampler.cfg_max"):
         _number(cfg, key)
+    try:  # the sampler checks its own ranges (shift > 0, the CFG interval, gamma): here, before any work
+        instantiate(cfg.sampler)
+    except InstantiationException as err:
+        if not isinstance(err.__cause__, ValueError):
+            raise
+        raise ConfigError(str(err.__cause__)) from None
     if ".FlowMap" in cfg.sampler._target_ and parse_name(cfg.model.name)[0] == "SiT":
         raise ConfigError(f"sampler {cfg.sampler._target_} steps a flow map u(x, t, r), but {cfg.model.name} is a "
                           f"flow model: use sampler=flow_euler|flow_heun|flow_sde")

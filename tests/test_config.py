@@ -7,7 +7,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from dmf.command_line import CommandLineError, command_line
+from dmf.command_line import command_line
 from dmf.config import ConfigError, validate
 from tests.helpers import CONF, compose_config
 
@@ -146,7 +146,7 @@ def test_run_dir_is_refused_where_it_cannot_mean_one_folder(tmp_path):
     sweep = run_cli("-m", "experiment=digits_dmf", "guidance.omega=0.4,0.6", f"run_dir={tmp_path}")
     assert sweep.returncode == 2 and f"set hydra.sweep.dir={tmp_path} instead" in sweep.stderr
     assert not any(tmp_path.iterdir())
-    with pytest.raises(CommandLineError, match="name two folders"):
+    with pytest.raises(ConfigError, match="name two folders"):
         command_line(["run_dir=a", "hydra.run.dir=b"])
     assert command_line(["run_dir=a", "hydra.run.dir=a"]) == ["run_dir=a", "hydra.run.dir=a"]
     # Lightning's DDP launcher starts rank 1 with the run's folder appended, quoted

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
+from dmf.core.errors import ConfigError
 from dmf.core.ranks import local_rank, rank_and_world
 from dmf.data import layout as L
 from dmf.data.errors import DataError, ErrorPolicy, check_policy
@@ -79,13 +80,13 @@ def _check_plan(writer: ChunkWriter, plan: dict) -> None:
     if path.is_file():
         differences = _diff(L.read_json(path), plan)
         if differences:
-            raise ValueError(f"{writer.out} already holds a different {writer.layout} preprocessing run: "
+            raise ConfigError(f"{writer.out} already holds a different {writer.layout} preprocessing run: "
                              + "; ".join(differences) + ". Choose another preprocess.out, or delete "
                              f"{' and '.join(map(str, writer.final_dirs()))} and {writer.state} to start over.")
         return
     for final_dir in writer.final_dirs():
         if final_dir.exists() and any(final_dir.iterdir()):
-            raise ValueError(f"{final_dir} exists and was not written by this tool (no {path}); refusing to "
+            raise ConfigError(f"{final_dir} exists and was not written by this tool (no {path}); refusing to "
                              f"overwrite it. Choose another preprocess.out or move it away.")
 
 
@@ -193,20 +194,20 @@ def _resolve_part(part, num_parts) -> tuple[int, int]:
     if part is None:
         part = rank if num_parts > 1 else 0
     if not 0 <= int(part) < int(num_parts):
-        raise ValueError(f"preprocess.part={part} must be in [0, num_parts={num_parts})")
+        raise ConfigError(f"preprocess.part={part} must be in [0, num_parts={num_parts})")
     return int(part), int(num_parts)
 
 
 def _encoder_identity(listing: ImageListing, resolution, vae, latent_shape) -> dict:
     """What the outputs depend on, recorded in plan.json; also the cheap checks of the VAE geometry."""
     if resolution is None or vae is None:
-        raise ValueError("encoding images needs a resolution and a VAE (data.resolution, data.vae)")
+        raise ConfigError("encoding images needs a resolution and a VAE (data.resolution, data.vae)")
     if int(resolution) % vae.downsample:
-        raise ValueError(f"resolution {resolution} is not a multiple of the VAE downsampling {vae.downsample}")
+        raise ConfigError(f"resolution {resolution} is not a multiple of the VAE downsampling {vae.downsample}")
     side = int(resolution) // vae.downsample
     made = (2 * (vae.latent_channels or 3), side, side)  # IdentityVAE keeps the 3 RGB channels
     if latent_shape is not None and tuple(latent_shape) != made:
-        raise ValueError(f"this VAE at resolution {resolution} makes moments of shape {made}, but the data "
+        raise ConfigError(f"this VAE at resolution {resolution} makes moments of shape {made}, but the data "
                          f"config expects {tuple(latent_shape)} (2*latent_channels, latent_size, latent_size)")
     return {"kind": "images", "digest": listing.digest(), "num_items": len(listing), "resolution": int(resolution),
             "vae": vae_identity(vae)}
@@ -223,25 +224,25 @@ def preprocess(input, out, resolution: int | None = None, vae=None, *, layout: s
     `images`: the crops travel with the latents (images/ beside vae-sd/, an image.png in each shard sample).
     Everything that can fail cheaply is checked before the first image is encoded."""
     if layout not in LAYOUTS:
-        raise ValueError(f"preprocess.layout={layout!r}: expected one of {LAYOUTS}")
+        raise ConfigError(f"preprocess.layout={layout!r}: expected one of {LAYOUTS}")
     check_policy(on_error)
     for name, value in (("folder_size", folder_size), ("shard_size", shard_size), ("batch_size", batch_size)):
         if int(value) < 1:
-            raise ValueError(f"preprocess.{name}={value} must be >= 1")
+            raise ConfigError(f"preprocess.{name}={value} must be >= 1")
     if out is None:
-        raise ValueError("set preprocess.out=<output folder> (data configs default it to data.root)")
+        raise ConfigError("set preprocess.out=<output folder> (data configs default it to data.root)")
     part, num_parts = _resolve_part(part, num_parts)
     out = Path(out).expanduser()
     from_latents = _is_latent_folder(input)
     if from_latents and layout != "wds":
-        raise ValueError(f"{input} already is a latent folder; it can only be packed into shards (layout=wds)")
+        raise ConfigError(f"{input} already is a latent folder; it can only be packed into shards (layout=wds)")
     if from_latents and images and not (L.image_dir(L.npy_dir(input)) / "dataset.json").is_file():
-        raise ValueError(f"{input} has no {L.IMAGE_DIR}/dataset.json beside its latents, so the shards cannot carry "
+        raise ConfigError(f"{input} has no {L.IMAGE_DIR}/dataset.json beside its latents, so the shards cannot carry "
                          f"the images (REPA pretraining needs them): set preprocess.images=false to pack the latents "
                          f"alone, or preprocess the images with preprocess.images=true")
     listing = list_latents(input) if from_latents else list_images(input, limit)
     if num_classes is not None and len(listing.classes) > int(num_classes):
-        raise ValueError(f"{input} has {len(listing.classes)} classes but data.num_classes={num_classes}")
+        raise ConfigError(f"{input} has {len(listing.classes)} classes but data.num_classes={num_classes}")
     if num_classes is not None and len(listing.classes) < int(num_classes):
         log.warning("%s has %d classes, data.num_classes=%d: labels are the indices of the classes found, "
                     "not of the full class list", input, len(listing.classes), num_classes)
@@ -286,18 +287,20 @@ def main(cfg) -> dict:
     from hydra.utils import instantiate
 
     if "preprocess" not in cfg:
-        raise ValueError("the config has no `preprocess` node: conf/config.yaml's defaults need `- preprocess: "
+        raise ConfigError("the config has no `preprocess` node: conf/config.yaml's defaults need `- preprocess: "
                          "default` (or pass +preprocess=default)")
     p, data = cfg.preprocess, cfg.data
     for key in ("out", "layout", "on_error"):
         try:
             p[key]
         except Exception as err:  # e.g. ${data.root} on a data config without one (data=digits)
-            raise ValueError(f"preprocess.{key} cannot be resolved ({err}); data={data.get('name')} has no "
+            raise ConfigError(f"preprocess.{key} cannot be resolved ({err}); data={data.get('name')} has no "
                              f"root/format/on_error: use an image dataset config (e.g. data=imagenet256_latents) "
                              f"or set preprocess.{key} explicitly") from None
     if p.get("input") is None:
-        raise ValueError("set preprocess.input=<image folder, zip, or latent folder> (see docs/data.md)")
+        raise ConfigError("set preprocess.input=<image folder, zip, or latent folder> (see docs/data.md)")
+    if not Path(p.input).expanduser().exists():  # before the VAE loads (seconds to minutes)
+        raise ConfigError(f"preprocess.input={p.input} does not exist: pass an image folder, zip, or latent folder")
     needs_vae = not _is_latent_folder(p.input)
     vae = instantiate(data.vae) if needs_vae else None
     shape = None

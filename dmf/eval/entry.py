@@ -13,6 +13,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dmf.build import build_network, build_sampler, build_vae, model_shape
+from dmf.config import ConfigError
+from dmf.core.errors import ResultExistsError
 from dmf.core.files import write_json_atomic
 from dmf.eval import dist as edist
 from dmf.eval.generation.writers import NpzWriter, PngWriter
@@ -132,11 +134,11 @@ def _check_request(cfg: DictConfig, score: bool) -> list[str]:
     ec = cfg.eval
     want_png = (not score) if ec.save_png is None else bool(ec.save_png)
     if not score and not (want_png or ec.save_npz):
-        raise ValueError("mode=sample exports images: set eval.save_png=true and/or eval.save_npz=true")
+        raise ConfigError("mode=sample exports images: set eval.save_png=true and/or eval.save_npz=true")
     if score and not ec.metrics:
-        raise ValueError("eval.metrics is empty: name at least one (e.g. eval.metrics=[fid]) or use mode=sample")
+        raise ConfigError("eval.metrics is empty: name at least one (e.g. eval.metrics=[fid]) or use mode=sample")
     if not cfg.get("ckpt"):
-        raise ValueError("this mode needs weights: pass ckpt=<path to .ckpt/.pt> or ckpt=hf://<owner>/<repo>/<file>")
+        raise ConfigError("this mode needs weights: pass ckpt=<path to .ckpt/.pt> or ckpt=hf://<owner>/<repo>/<file>")
     for key, uri in (("ckpt", cfg.ckpt), ("eval.ref_stats", ec.ref_stats if score and ec.ref_stats != "build" else None)):
         if uri:
             resolve_path(uri, key=key)
@@ -194,15 +196,15 @@ def _ref_stats(cfg: DictConfig, info: edist.DistInfo):
     device = info.device
     target = Path(edist.broadcast_object(str(Path(ec.ref_out).expanduser())))
     if target.exists() and not ec.overwrite:
-        raise FileExistsError(f"{target} exists; pass eval.overwrite=true to replace it or choose another eval.ref_out")
+        raise ResultExistsError(f"{target} exists; pass eval.overwrite=true to replace it or choose another eval.ref_out")
     if target.suffix.lower() not in (".pkl", ".npz"):
-        raise ValueError(f"eval.ref_out={target} must end in .pkl (all metrics) or .npz (fid only)")
+        raise ConfigError(f"eval.ref_out={target} must end in .pkl (all metrics) or .npz (fid only)")
     if ec.ref_source is None:
-        raise ValueError("mode=ref_stats needs a dataset: eval/ref_source=image_folder eval.ref_source.path=<dir> "
-                         "(or digits, webdataset, dataset)")
+        raise ConfigError("mode=ref_stats needs a dataset: eval/ref_source=image_folder eval.ref_source.path=<dir> "
+                          "(or digits, webdataset, dataset)")
     scorer = build_scorer(ec.metrics, ec.metric_defs, ec.extractors, only_reference=True)
     if not scorer.metrics:
-        raise ValueError(f"none of eval.metrics={list(ec.metrics)} uses reference statistics (fid, fd_dinov2, pr do)")
+        raise ConfigError(f"none of eval.metrics={list(ec.metrics)} uses reference statistics (fid, fd_dinov2, pr do)")
     scorer.to(device)
     dataset = instantiate(ec.ref_source)
     vae = build_vae(cfg).to(device) if ec.ref_space == "latent" else None

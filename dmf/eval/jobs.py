@@ -6,6 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from dmf.core.errors import ResultExistsError
 from dmf.eval.content import content_hash
 from dmf.eval.generation.loop import Plan
 from dmf.eval.paths import container
@@ -75,8 +76,8 @@ def finished_result(step_dir: Path, fp: dict, overwrite: bool) -> dict | None:
         return old
     old_fp = old.get("fingerprint") or {}
     diff = sorted(k for k in set(old_fp) | set(fp) if old_fp.get(k) != fp.get(k))
-    raise FileExistsError(f"{result} holds a result made with other settings (differ: {', '.join(diff)}). Fix: choose "
-                          f"a new eval.out_dir, or pass eval.overwrite=true to replace it.")
+    raise ResultExistsError(f"{result} holds a result made with other settings (differ: {', '.join(diff)}). Fix: choose "
+                            f"a new eval.out_dir, or pass eval.overwrite=true to replace it.")
 
 
 def plan_jobs(cfg: DictConfig, plan: Plan, samplers: dict, root: Path, score: bool, identity: dict,

@@ -1,6 +1,8 @@
 """Early checks of the `eval` group: one clear error before models load or images are generated."""
+import torch
 from omegaconf import DictConfig
 
+from dmf.config import ConfigError
 from dmf.eval.generation.loop import DECODE_PRECISIONS
 from dmf.eval.generation.images import QUANTIZE
 from dmf.eval.paper import PAPER_FID
@@ -9,28 +11,33 @@ from dmf.eval.paper import PAPER_FID
 def validate_eval(cfg: DictConfig) -> None:
     ec = cfg.get("eval")
     if ec is None:
-        raise ValueError("the config has no `eval` group: add `- eval: default` to conf/config.yaml's defaults")
+        raise ConfigError("the config has no `eval` group: add `- eval: default` to conf/config.yaml's defaults")
     for key in ("num_samples", "batch_size", "chunk_size", "feature_batch_size"):
         v = ec.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"eval.{key}={v!r} must be a positive integer")
+            raise ConfigError(f"eval.{key}={v!r} must be a positive integer")
     steps = ec.get("steps")
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        raise ConfigError(f"eval.steps={steps} must be a list of step counts: eval.steps=[{steps}]")
     if steps is not None:
         bad = [s for s in steps if isinstance(s, bool) or not isinstance(s, int) or s < 1]
         if bad or not len(steps):
-            raise ValueError(f"eval.steps={list(steps)} must be a non-empty list of positive integers, e.g. [1,2,4]")
+            raise ConfigError(f"eval.steps={list(steps)} must be a non-empty list of positive integers, e.g. [1,2,4]")
     if ec.quantize not in QUANTIZE:
-        raise ValueError(f"eval.quantize={ec.quantize!r} must be one of {QUANTIZE}")
+        raise ConfigError(f"eval.quantize={ec.quantize!r} must be one of {QUANTIZE}")
     if ec.labels not in ("random", "balanced"):
-        raise ValueError(f"eval.labels={ec.labels!r} must be 'random' or 'balanced'")
+        raise ConfigError(f"eval.labels={ec.labels!r} must be 'random' or 'balanced'")
     if ec.precision not in ("fp32", "tf32", "bf16", "fp16"):
-        raise ValueError(f"eval.precision={ec.precision!r} must be fp32, tf32, bf16 or fp16")
+        raise ConfigError(f"eval.precision={ec.precision!r} must be fp32, tf32, bf16 or fp16")
     if ec.get("decode_precision", "fp32") not in DECODE_PRECISIONS:
-        raise ValueError(f"eval.decode_precision={ec.decode_precision!r} must be one of {list(DECODE_PRECISIONS)}")
+        raise ConfigError(f"eval.decode_precision={ec.decode_precision!r} must be one of {list(DECODE_PRECISIONS)}")
     if ec.paper is not None and ec.paper not in PAPER_FID:
-        raise ValueError(f"eval.paper={ec.paper!r} must be one of {sorted(PAPER_FID)} or null")
+        raise ConfigError(f"eval.paper={ec.paper!r} must be one of {sorted(PAPER_FID)} or null")
     if ec.ref_space not in ("image", "latent"):
-        raise ValueError(f"eval.ref_space={ec.ref_space!r} must be 'image' or 'latent'")
+        raise ConfigError(f"eval.ref_space={ec.ref_space!r} must be 'image' or 'latent'")
+    if str(ec.get("device", "auto")).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"eval.device={ec.device} but this machine has no CUDA GPU; run on a GPU node or use "
+                          f"eval.device=auto (the CPU here)")
     unknown = [m for m in (ec.metrics or []) if m not in ec.metric_defs]
     if unknown:
-        raise ValueError(f"eval.metrics has unknown {unknown}; defined: {sorted(ec.metric_defs)}")
+        raise ConfigError(f"eval.metrics has unknown {unknown}; defined: {sorted(ec.metric_defs)}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dmf.core.errors import UsageError
 from dmf.models.meanflow import MeanFlowTransformer
 
 # Keys that a SiT(+REPA) checkpoint has and DMFT lacks, or the reverse, when fine-tuning a flow model into
@@ -25,11 +26,11 @@ def pretrained_policy(net: nn.Module) -> dict:
 QK_NORM_KEYS = re.compile(r".*\.attn\.[qk]_norm\.scale$")
 
 
-class CheckpointMismatch(RuntimeError):
-    pass
+class CheckpointMismatch(UsageError, RuntimeError):
+    """Weights that do not fit the network the config builds: the user's to fix (run.py prints one line)."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError, ValueError):
     """A file that is not a readable checkpoint: missing, empty, truncated, garbage, or holding code."""
 
 

@@ -8,6 +8,7 @@ milliseconds with the fix instead of ~20 s of retries.
 import os
 from pathlib import Path
 
+from dmf.core.errors import ConfigError, MissingFileError
 from dmf.core.offline import downloads_off, offline_variable
 
 HF_PREFIX = "hf://"
@@ -41,13 +42,15 @@ def hf_cache_dir() -> Path:
 
 def resolve_path(uri: str | os.PathLike, key: str | None = None) -> Path:
     """A local file for `uri`; hf:// URIs are downloaded once into the huggingface_hub cache. `key`: the config key
-    that named it, put at the front of the error (FileNotFoundError, or ValueError for a malformed hf:// URI)."""
+    that named it, put at the front of the error, a usage error run.py prints as one line (MissingFileError, a
+    FileNotFoundError; or ConfigError, a ValueError, for a malformed hf:// URI)."""
     try:
         return _resolve(str(uri))
     except (FileNotFoundError, ValueError) as err:
         if key is None:
             raise
-        raise type(err)(f"{key}: {err}") from None
+        usage = MissingFileError if isinstance(err, FileNotFoundError) else ConfigError  # run.py: one line, no traceback
+        raise usage(f"{key}: {err}") from None
 
 
 def _resolve(uri: str) -> Path:

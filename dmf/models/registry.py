@@ -1,4 +1,5 @@
 """Model names such as `DMFT-XL/2`, `MF-L/2` or `SiT-B/4` -> constructed networks."""
+from dmf.core.errors import ConfigError
 from dmf.models.compile import compile_network
 from dmf.models.dmft import DMFT
 from dmf.models.meanflow import MeanFlowTransformer
@@ -33,6 +34,16 @@ def parse_name(name: str) -> tuple[str, str, int]:
     return family, size, patch
 
 
+def check_split(name: str, dmf_depth) -> None:
+    """model.dmf_depth belongs to DMFT: required there, refused by the MeanFlow baseline (it has no split)."""
+    family = parse_name(name)[0]
+    if family == "DMFT" and dmf_depth is None:
+        raise ConfigError("model.dmf_depth is required for DMFT (the paper uses 20 of 28 blocks for XL)")
+    if family == "MF" and dmf_depth is not None:
+        raise ConfigError(f"model.dmf_depth={dmf_depth} does not apply to {name}: the MeanFlow baseline has no "
+                          f"encoder/decoder split (set model.dmf_depth=null, or use a DMFT model)")
+
+
 def build_model(
     name: str,
     input_size: int,
@@ -59,14 +70,10 @@ def build_model(
         depth=depth or d, num_heads=num_heads or nh, mlp_ratio=mlp_ratio, num_classes=num_classes,
         qk_norm=qk_norm, attention=attention,
     )
+    check_split(name, dmf_depth)
     if family == "DMFT":
-        if dmf_depth is None:
-            raise ValueError("model.dmf_depth is required for DMFT (the paper uses 20 of 28 blocks for XL)")
         net = DMFT(dmf_depth=dmf_depth, **common)
     elif family == "MF":
-        if dmf_depth is not None:
-            raise ValueError(f"model.dmf_depth={dmf_depth} does not apply to {name}: the MeanFlow baseline has no "
-                             f"encoder/decoder split (set model.dmf_depth=null, or use a DMFT model)")
         net = MeanFlowTransformer(**common)
     else:
         net = SiT(repa_depth=repa_depth, z_dims=tuple(z_dims), projector_dim=projector_dim, **common)

@@ -16,9 +16,10 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.config import validate
+from dmf.config import ConfigError, validate
 from dmf.core.files import folder_lock, write_json_atomic, write_text_atomic
 from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides, row_spec, table_root
+from dmf.train.resume_guard import finished_differences
 
 # command-line keys that belong to the launch, not to the stages (each row names its own experiment)
 OWN_KEYS = ("paper", "mode", "hydra", "experiment")
@@ -62,14 +63,27 @@ def train_into(run_dir: Path, overrides: list[str], extra: list[str]) -> Path:
     return last
 
 
-def stage_checkpoint(paper: DictConfig, name: str, extra: list[str]) -> Path:
-    """A stage the table's rows share (e.g. the digits flow model), trained once per distinct setting."""
+def check_reusable(run_dir: Path, overrides: list[str], extra: list[str]) -> None:
+    """A finished run in run_dir is reused as it is: refuse, before anything trains, when it was trained with other
+    values of what its weights depend on (the row's folder is not keyed by its setting, unlike the stages)."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not ((run_dir / "DONE").exists() and last.exists()):
+        return
+    differences = finished_differences(last, compose_stage([*overrides, f"run_dir={run_dir}"], extra))
+    if differences:
+        raise ConfigError(f"{run_dir} holds a finished run trained with other values, which this launch would reuse "
+                          f"as if it were this setting:\n  " + "\n  ".join(differences) + "\nFix: pass "
+                          f"paper.root=<another folder> to run the table with these values beside it, or remove "
+                          f"{run_dir} to retrain this row.")
+
+
+def stage_dir(paper: DictConfig, name: str, extra: list[str]) -> Path:
+    """Where a stage the table's rows share (e.g. the digits flow model) trains: one folder per distinct setting."""
     if name not in (paper.get("stages") or {}):
         raise ValueError(f"paper={paper.name}: init={name} is neither a stage ({', '.join(paper.get('stages') or [])}) "
                          f"nor a checkpoint")
-    overrides = [str(o) for o in paper.stages[name]]
-    key = hashlib.sha1(json.dumps([overrides, extra]).encode()).hexdigest()[:8]
-    return train_into(table_root(paper) / "_stages" / f"{name}-{key}", overrides, extra)
+    key = hashlib.sha1(json.dumps([[str(o) for o in paper.stages[name]], extra]).encode()).hexdigest()[:8]
+    return table_root(paper) / "_stages" / f"{name}-{key}"
 
 
 def git_commit() -> str:
@@ -95,9 +109,13 @@ def run_row(cfg: DictConfig) -> dict:
     overrides = row_overrides(paper, spec)
     init = spec.get("init")
     if spec.get("train", False):
+        stage = init if init in (paper.get("stages") or {}) else None
         if init:
-            init = stage_checkpoint(paper, init, extra) if init in (paper.get("stages") or {}) else init
+            init = stage_dir(paper, stage, extra) / "checkpoints" / "last.ckpt" if stage else init
             overrides = [*overrides, f"ckpt={init}"]
+        check_reusable(job_dir, overrides, extra)
+        if stage:
+            train_into(init.parent.parent, [str(o) for o in paper.stages[stage]], extra)
         ckpt = train_into(job_dir, overrides, extra)
         overrides = [o for o in overrides if not o.startswith("ckpt=")] + [f"ckpt={ckpt}"]
     nfes = [int(n) for n in paper.nfe]

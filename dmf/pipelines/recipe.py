@@ -34,8 +34,16 @@ from dmf.core.files import folder_lock, write_json_atomic
 
 log = logging.getLogger("dmf.pipeline")
 
-# keys the recipe sets for each stage itself, or that only concern the parent run
-OWN_KEYS = ("experiment", "mode", "pipeline", "hydra", "run_dir", "ckpt", "resume")
+# keys that only concern the parent run
+OWN_KEYS = ("experiment", "mode", "pipeline", "hydra", "run_dir")
+# keys the recipe sets for each stage itself: typed for the whole pipeline they would be ignored, so they are refused
+STAGE_KEYS = {
+    "ckpt": "a pipeline gives each stage its checkpoint: pipeline.stages.flow.ckpt=<file> uses that flow model "
+            "instead of training one (the DMF stage starts from it), pipeline.stages.dmf.ckpt=<file> skips DMF "
+            "training; or train one stage from it: python run.py mode=train experiment=digits_dmf ckpt=<file>",
+    "resume": "each stage resumes by itself from <stage dir>/checkpoints/last.ckpt when it was interrupted, and a "
+              "finished stage is reused; to train a stage anew, use another run dir or remove its stage folder",
+}
 # parts of a stage's config that do not change its training (evaluation settings)
 NOT_TRAINING = ("run_dir", "ckpt", "mode", "pipeline", "sampler", "eval", "resume")
 
@@ -51,6 +59,9 @@ def parent_overrides(cfg: DictConfig) -> list[str]:
         overrides = list(cfg.pipeline.overrides)
     else:
         overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    for o in overrides:
+        if override_key(o) in STAGE_KEYS:
+            raise ConfigError(f"{o}: {STAGE_KEYS[override_key(o)]}")
     return [o for o in overrides if override_key(o).replace("/", ".").split(".")[0] not in OWN_KEYS]
 
 
@@ -101,6 +112,22 @@ def stage_store(cfg: DictConfig) -> Path:
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         return Path(HydraConfig.get().sweep.dir) / "stages"
     return Path(cfg.run_dir)
+
+
+def check_required(stages: DictConfig, taken: dict[str, list[str]]) -> None:
+    """The values every stage that trains requires (e.g. guidance=distill's teacher), before the first stage trains:
+    a later stage must not fail after the earlier ones have run. The checkpoint a stage starts from is the
+    recipe's to give."""
+    from dmf.train.preflight import PreflightError, check_mandatory
+
+    for name, spec in stages.items():
+        if spec.get("ckpt"):
+            continue  # not trained
+        given = ["ckpt=from_an_earlier_stage"] if spec.get("init_from") else []
+        try:
+            check_mandatory(compose_stage(spec.experiment, [*taken[name], *spec.get("overrides", []), *given]))
+        except PreflightError as err:
+            raise ConfigError(f"stage {name}: {err}") from None
 
 
 def run_stage(name: str, spec: DictConfig, overrides: list[str], store: Path, parent_ckpt: Path | None) -> Path:
@@ -178,6 +205,7 @@ def run(cfg: DictConfig) -> list[dict]:
                          f"rejects them (a key its config lacks, or an invalid combination); check the key names")
     for name in stages:
         log.info(f"stage {name} takes {taken[name] or 'no overrides'} from the command line")
+    check_required(stages, taken)
     ckpts, store = {}, stage_store(cfg)
     for name, spec in stages.items():
         parent = spec.get("init_from")

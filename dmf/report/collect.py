@@ -17,7 +17,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.config import ConfigError
 from dmf.eval.report import collect as eval_rows
-from dmf.train.resume_guard import HISTORY
 
 log = logging.getLogger("dmf.collect")
 
@@ -65,9 +64,10 @@ def read_job(job_dir: str | Path) -> dict:
 
 
 def find_jobs(root: Path) -> list[Path]:
-    """Job folders under root; not the copies of .hydra/ that each training attempt keeps in config_history/."""
-    return sorted(p.parent.parent for p in root.rglob(".hydra/overrides.yaml")
-                  if p.parent.parent != root and HISTORY not in p.relative_to(root).parts)
+    """Folders with .hydra/overrides.yaml below root (a path value in the overrides nests a job's folder), except
+    those inside a job (a training run's config_history/attempt_NNN/ keeps a copy of .hydra/)."""
+    found = {p.parent.parent for p in root.rglob(".hydra/overrides.yaml") if p.parent.parent != root}
+    return sorted(j for j in found if not any(a in found for a in j.parents))
 
 
 def swept_keys(records: list[dict]) -> list[str]:
@@ -177,8 +177,11 @@ def collect_sweep(cfg: DictConfig) -> dict:
     records = [{**read_job(j), "job": str(j.relative_to(root))} for j in jobs]
     keys = swept_keys(records)
     rows = sweep_rows(records, keys)
-    md, csv_path = write_tables(rows, root)
     metric = cfg.collect.metric or next((k for r in rows for k in r if k.startswith("fd") or k == "fid"), None)
+    numeric = list(dict.fromkeys(k for r in rows for k, v in r.items() if k not in keys and _number(v) is not None))
+    if cfg.collect.metric and metric not in numeric:  # a typo would draw empty plots over the good ones
+        raise ConfigError(f"collect.metric={metric} is not a numeric column of this sweep; columns: {numeric}")
+    md, csv_path = write_tables(rows, root)
     plots = []
     if metric:
         marked = [{**r, "_swept": keys} for r in rows]

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.build import build_network, build_objective
+from dmf.core.errors import MissingFileError, ResultExistsError
 from dmf.train.guards import run_guards
 from dmf.train.loggers import log_run_config
 from dmf.train.module import TrainModule
@@ -16,7 +17,7 @@ from dmf.train.nonfinite import TRAINER_KEYS as NONFINITE_KEYS
 from dmf.train.preflight import check_data, preflight
 from dmf.train.requeue import FinalLast
 from dmf.train.resume_guard import check_resume
-from dmf.train.slurm import slurm_trainer_kwargs
+from dmf.train.slurm import requeued, slurm_trainer_kwargs
 from dmf.train.strategy import check_strategy
 
 
@@ -31,12 +32,23 @@ def trainer_kwargs(cfg: DictConfig, accumulate: int) -> dict:
 
 
 def resume_path(cfg: DictConfig) -> str | None:
-    """`resume`: auto = the run dir's last.ckpt if it exists; otherwise a path or null."""
+    """`resume`: auto = the run dir's last.ckpt if it exists; otherwise a path or null. null (a new start) is
+    refused where the run dir already holds a run's last.ckpt: the new run would replace it. A requeued SLURM job
+    started with resume=<path> continues from its own last.ckpt."""
+    last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
     if cfg.resume == "auto":
-        last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
         return str(last) if last.exists() else None
+    if cfg.resume and last.exists() and requeued() and Path(cfg.resume).resolve() != last.resolve():
+        # the requeued job reruns its original command: resume=<where it started> would throw away its progress
+        print(f"[dmf] requeued SLURM job: continuing from {last}, this run's progress, not resume={cfg.resume}, "
+              f"where it started", flush=True)
+        return str(last)
     if cfg.resume and not Path(cfg.resume).exists():
-        raise FileNotFoundError(f"resume={cfg.resume} does not exist (use resume=auto or a .ckpt path)")
+        raise MissingFileError(f"resume={cfg.resume} does not exist (use resume=auto or a .ckpt path)")
+    if last.exists() and not cfg.resume:
+        raise ResultExistsError(f"{last} holds the run of this run dir, which resume=null would replace. Fix: "
+                                f"resume=auto (the default) continues it; to start anew, choose another run dir "
+                                f"(run_dir=<folder>; ckpt=<file> initialises the weights from any checkpoint)")
     return cfg.resume or None
 
 

@@ -12,6 +12,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from dmf.config import ConfigError
+from dmf.core.errors import ResultExistsError
 from dmf.models.checkpoint import load_weights
 from dmf.models.hub import resolve_path
 
@@ -22,14 +24,14 @@ def export(cfg: DictConfig, out: str | None = None, overwrite: bool = False) -> 
     from safetensors.torch import save_file
 
     if not cfg.get("ckpt"):
-        raise ValueError("mode=export needs ckpt=<run>/checkpoints/last.ckpt (or any checkpoint with EMA weights)")
+        raise ConfigError("mode=export needs ckpt=<run>/checkpoints/last.ckpt (or any checkpoint with EMA weights)")
     src = Path(resolve_path(cfg.ckpt, key="ckpt"))
     stem = Path(out) if out else src.with_name(f"{src.stem}-ema")
     paths = {s: stem.with_name(stem.name + s) for s in SUFFIXES}
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"mode=export would replace {', '.join(existing)}: pass mode.overwrite=true "
-                              f"or mode.out=<another path>")
+        raise ResultExistsError(f"mode=export would replace {', '.join(existing)}: pass mode.overwrite=true "
+                                f"or mode.out=<another path>")
     net = instantiate(cfg.model)
     load_weights(net, src, prefer="ema")  # strict: the config must describe these weights
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}

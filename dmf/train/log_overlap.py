@@ -40,7 +40,7 @@ def move_superseded_rows(metrics_csv: Path, from_step: int) -> int:
 class SupersededLogRows(L.Callback):
     @rank_zero_only
     def on_train_start(self, trainer, pl_module):
-        step = trainer.global_step  # 0: a start over (resume=null) in a run dir that holds an earlier run's rows
+        step = trainer.global_step  # 0: a start in a run dir whose earlier attempt logged rows but left no checkpoint
         for logger in trainer.loggers:
             if not isinstance(logger, CSVLogger):
                 continue

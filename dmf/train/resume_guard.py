@@ -17,6 +17,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from dmf.core.errors import UsageError
 from dmf.models.checkpoint import ARCHITECTURE_KEY, architecture, safe_load
 
 CONFIG_KEY = "dmf_config"
@@ -27,7 +28,7 @@ IGNORED = ("run_dir", "resume", "mode", "ckpt")  # ckpt only initialises a new r
 HISTORY = "config_history"
 
 
-class ResumeConflict(ValueError):
+class ResumeConflict(UsageError, ValueError):
     pass
 
 
@@ -75,6 +76,21 @@ def compare(original: dict, new: dict) -> tuple[list[str], list[str]]:
         line = f"{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}"
         (frozen if _under(key, IMMUTABLE) and not _under(key, MUTABLE_INSIDE) else changed).append(line)
     return frozen, changed
+
+
+def finished_differences(ckpt: Path, cfg: DictConfig) -> list[str]:
+    """How `cfg` differs from the config that trained the finished checkpoint in what its weights depend on: the
+    keys that cannot change mid-run, the step count and the initial weights ('key: old -> new' lines); [] when the
+    checkpoint records no config (then nothing can be checked)."""
+    saved = safe_load(ckpt, key="ckpt", mmap=True)
+    original = saved.get(CONFIG_KEY) if isinstance(saved, dict) else None
+    if not isinstance(original, dict):
+        return []
+    new = plain_config(cfg)
+    frozen, changed = compare(original, new)
+    steps = [line for line in changed if line.startswith("trainer.max_steps:")]
+    init = [f"ckpt: {original.get('ckpt')!r} -> {new.get('ckpt')!r}"] if original.get("ckpt") != new.get("ckpt") else []
+    return frozen + steps + init
 
 
 def _record_attempt(run_dir: Path, config: dict, status: str, resumed_from: str | None) -> Path:

@@ -15,6 +15,11 @@ def _slurm_int(name: str) -> int | None:
     return int(match.group()) if match else None
 
 
+def requeued() -> bool:
+    """This SLURM job runs again after a requeue (preemption, or the pre-timeout signal's requeue)."""
+    return (_slurm_int("SLURM_RESTART_COUNT") or 0) > 0
+
+
 def check_task_layout(devices, num_nodes) -> None:
     """Inside a SLURM job, Lightning's world size must be the allocation's: one task per device."""
     per_node, nodes = _slurm_int("SLURM_NTASKS_PER_NODE"), _slurm_int("SLURM_JOB_NUM_NODES")

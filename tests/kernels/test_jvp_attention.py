@@ -7,6 +7,9 @@ from torch.func import jvp
 pytest.importorskip("triton")
 
 from dmf.kernels.jvp_attention import jvp_attention  # noqa: E402
+# imported now, while conftest's TRITON_INTERPRET=1 holds: @triton.jit helpers take the mode when they are defined,
+# and a test that unsets the variable must not be the first to import them
+from dmf.kernels import triton_attention  # noqa: E402,F401
 from dmf.models.attention import set_attention_backend  # noqa: E402
 from dmf.objectives import DMFLoss, LogitNormalTime, ModelGuidance  # noqa: E402
 from tests.helpers import rel_err, tiny_dmft  # noqa: E402

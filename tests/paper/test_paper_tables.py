@@ -128,3 +128,25 @@ def test_debug_tiny_on_the_command_line_reaches_the_rows_and_their_stages(tmp_pa
         cfg = OmegaConf.load(run / "config_history" / "attempt_001" / "config.yaml")
         assert (cfg.model.hidden_size, cfg.trainer.max_steps, cfg.trainer.log_every_n_steps) == (32, 2, 1), run
     assert [r["num_samples"] for r in csv.DictReader(open(tmp_path / "dmf" / "eval" / "results.csv"))] == ["100"] * 2
+def test_a_finished_row_is_reused_only_for_the_same_training(tmp_path):
+    """Relaunching a table with other training keys must not report the old row's weights as the new setting."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    tiny = ["paper.row=dmf", "model.hidden_size=32", "model.num_heads=2", "eval.num_samples=32",
+            "data.global_batch_size=16", "callbacks.progress.refresh_rate=0", f"paper.root={tmp_path / 'runs'}"]
+
+    def launch(*extra):
+        return subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "paper=digits_ablation", *tiny, *extra],
+                              cwd=tmp_path, capture_output=True, text=True, env=env)
+
+    first = launch("trainer.max_steps=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    record = tmp_path / "runs" / "dmf" / RESULT_FILE
+    before = record.read_bytes()
+    again = launch("trainer.max_steps=2")  # the same setting: the finished row is reused
+    assert again.returncode == 0 and "reusing the finished run" in again.stdout, again.stderr[-3000:]
+    assert json.loads(record.read_text())["ours"] == json.loads(before)["ours"]
+    changed = launch("trainer.max_steps=3")
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr, changed.stderr[-3000:]
+    assert "trainer.max_steps: 2 -> 3" in changed.stderr and "paper.root=" in changed.stderr, changed.stderr
+    assert len(list((tmp_path / "runs" / "_stages").iterdir())) == 1  # refused before training a new flow stage
+    assert json.loads(record.read_text())["ours"] == json.loads(before)["ours"]

@@ -58,8 +58,27 @@ def test_a_stage_takes_only_the_overrides_its_config_accepts():
 def test_the_recipe_drops_its_own_keys_from_the_command_line(tmp_path):
     cfg = compose_config([f"run_dir={tmp_path}"])
     cfg.pipeline.overrides = ["experiment=digits", "mode=pipeline", "hydra/launcher=basic", "hydra.run.dir=x",
-                              "run_dir=x", "ckpt=y", "pipeline.stages.flow.max_steps=3", "+guidance.omega=0.6"]
+                              "run_dir=x", "pipeline.stages.flow.max_steps=3", "+guidance.omega=0.6"]
     assert parent_overrides(cfg) == ["+guidance.omega=0.6"]
+
+
+@pytest.mark.parametrize("override, fix", [("ckpt", "pipeline.stages.flow.ckpt="), ("resume", "resumes by itself")])
+def test_a_stage_key_typed_for_the_whole_pipeline_is_refused_not_dropped(tmp_path, override, fix):
+    """`python run.py ckpt=<flow ckpt>` must not train both stages from scratch as if it had not been typed."""
+    out = subprocess.run([sys.executable, "run.py", "debug=tiny", f"{override}={tmp_path / 'flow.ckpt'}",
+                          f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert f"error: {override}=" in out.stderr and fix in out.stderr, out.stderr
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "run.log"]  # nothing trained
+
+
+def test_a_later_stage_missing_a_required_value_stops_before_the_first_stage_trains(tmp_path):
+    """guidance=distill needs a teacher checkpoint: the flow stage must not train first and then the DMF stage fail."""
+    out = subprocess.run([sys.executable, "run.py", "debug=tiny", "guidance=distill", f"hydra.run.dir={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "error: stage dmf: missing required values" in out.stderr and "guidance.teacher.ckpt" in out.stderr
+    assert not any(p.name.startswith("flow-") for p in tmp_path.iterdir())  # nothing trained
 
 
 def test_an_override_that_no_stage_accepts_stops_before_training(tmp_path):

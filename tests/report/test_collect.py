@@ -1,10 +1,8 @@
 """mode=collect on hand-made job folders: one row per job and result, swept keys found, losses read, plots drawn.
-(Real sweeps through run.py: tests/pipelines/test_recipe.py, and a training sweep below.)"""
+(The real sweep through run.py: tests/pipelines/test_recipe.py.)"""
 import csv
 import json
-import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,8 +11,6 @@ from omegaconf import OmegaConf
 from dmf.config import ConfigError
 from dmf.report.collect import collect, read_job
 from tests.helpers import compose_config
-
-ROOT = Path(__file__).parents[2]
 
 
 def make_job(root: Path, overrides: list[str], fd: dict[int, float] | None, losses: list[float]) -> Path:
@@ -72,19 +68,21 @@ def test_mode_collect_takes_a_sweep_folder_or_a_table(tmp_path):
     assert collect(cfg)["markdown"] == tmp_path / "main.md"  # every row "missing", and the table still written
 
 
-@pytest.mark.slow
-def test_collect_of_a_training_sweep_has_one_row_per_job(tmp_path):
-    """Through run.py: each training job keeps copies of .hydra/ in config_history/attempt_NNN/; they are not jobs."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for args in (["-m", "experiment=digits_dmf", "debug=tiny", "trainer.max_steps=2", "guidance.omega=0.2,0.6",
-                  f"hydra.sweep.dir={tmp_path}"], ["mode=collect", f"dir={tmp_path}"]):
-        out = subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=300)
-        assert out.returncode == 0, out.stderr[-3000:]
-    with open(tmp_path / "sweep.csv", newline="") as f:
-        table = list(csv.DictReader(f))
-    assert sorted(r["guidance.omega"] for r in table) == ["0.2", "0.6"]
-    for row in table:
-        with open(tmp_path / row["job"] / "logs" / "version_0" / "metrics.csv", newline="") as f:
-            last = list(csv.DictReader(f))[-1]
-        assert float(row["train/loss"]) == pytest.approx(float(last["train/loss"]))
+def test_a_metric_that_no_row_has_is_refused_before_anything_is_rewritten(tmp_path):
+    for omega in ("0.2", "0.6"):
+        make_job(tmp_path, [f"guidance.omega={omega}"], {1: 3.0}, [1.0])
+    collect(compose_config(["mode=collect", f"dir={tmp_path}"]))
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("sweep*")}
+    with pytest.raises(ConfigError, match=r"collect.metric=fd_digits .* columns: .*'fid', 'train/loss'"):
+        collect(compose_config(["mode=collect", f"dir={tmp_path}", "collect.metric=fd_digits"]))
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("sweep*")} == before  # the good plot is not replaced
+
+
+def test_a_training_jobs_config_history_is_not_a_job(tmp_path):
+    """mode=train keeps a copy of .hydra/ per attempt in <job>/config_history/attempt_NNN/ (tests/train)."""
+    for omega in ("0.2", "0.6"):
+        job = make_job(tmp_path, [f"guidance.omega={omega}"], None, [1.0])
+        (job / "config_history" / "attempt_001").mkdir(parents=True)
+        shutil.copytree(job / ".hydra", job / "config_history" / "attempt_001" / ".hydra")
+    out = collect(compose_config(["mode=collect", f"dir={tmp_path}"]))
+    assert [r["job"] for r in out["rows"]] == ["guidance.omega=0.2", "guidance.omega=0.6"]

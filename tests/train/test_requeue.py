@@ -132,3 +132,20 @@ def test_a_run_ended_by_max_steps_on_a_snapshot_step_resumes_mid_epoch_exactly(t
     whole, resumed = weights(tmp_path / "whole"), weights(tmp_path / "split")
     for key in whole:
         assert torch.equal(whole[key], resumed[key]), key
+
+
+def test_a_requeued_job_started_with_resume_path_continues_its_own_progress(tmp_path, monkeypatch):
+    """A requeued SLURM job reruns its original command; resume=<where it started> would restart it from there
+    each time, losing everything since. Its own last.ckpt wins then, and only then."""
+    from dmf.train.entry import resume_path
+
+    start = tmp_path / "start.ckpt"
+    start.write_bytes(b"x")
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"x")
+    cfg = compose_config([*TINY, f"run_dir={tmp_path / 'run'}", f"resume={start}"])
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert resume_path(cfg) == str(start)  # the first start: what the user asked for
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert resume_path(cfg) == str(last)

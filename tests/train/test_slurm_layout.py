@@ -76,3 +76,10 @@ def test_a_preset_resolves_its_log_folder_in_the_default_sweep_dir_before_jobs_r
     HydraConfig.instance().cfg = None
     folder = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)["submitit_folder"]
     assert re.fullmatch(r"multirun/digits_dmf/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d/\.submitit/%j", folder), folder
+@pytest.mark.parametrize("experiment", ["dmf_xl_256", "dmf_xl_512", "sit_xl_256_repa", "sit_xl_512_repa"])
+def test_an_imagenet_experiment_keeps_the_launchers_layout(hydra_cfg, experiment):
+    """A node of 4 GPUs: tasks_per_node=4 must give 4 devices, not an experiment's fixed 8 (refused in the job,
+    after waiting in the queue); the stated global batch is kept by the batch layout."""
+    cfg = hydra_cfg([f"experiment={experiment}", "hydra/launcher=slurm_h100", "hydra.launcher.tasks_per_node=4"])
+    assert (cfg.trainer.devices, cfg.trainer.num_nodes) == (4, 1)
+    assert hydra_cfg([f"experiment={experiment}", "hydra/launcher=slurm_h100"]).trainer.devices == 8

@@ -1,0 +1,133 @@
+"""Mistakes a user makes on the command line of run.py, in every mode: each is one `error:` line naming the key
+or file and the fix, exit status 2, no traceback, and nothing is trained, generated or overwritten."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import tiny_dmft, tiny_sit
+
+ROOT = Path(__file__).parents[1]
+
+
+def run_py(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def assert_one_error(out: subprocess.CompletedProcess, *expected: str):
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    message = out.stderr[out.stderr.index("error: "):]
+    for text in expected:
+        assert text in message, message
+
+
+@pytest.fixture(scope="module")
+def small_ckpt(tmp_path_factory) -> Path:
+    """Weights of a DMFT smaller than the digits default (the authors' {"ema": ...} layout)."""
+    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
+    torch.save({"ema": tiny_dmft().state_dict()}, path)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["eval", "sample"])
+def test_eval_modes_name_a_missing_checkpoint(tmp_path, mode):
+    out = run_py(f"mode={mode}", "debug=tiny", f"ckpt={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_error(out, "ckpt:", "nope.ckpt does not exist")
+    assert not (tmp_path / "run" / "eval").exists()
+
+
+@pytest.mark.parametrize("mode", ["eval", "export"])
+def test_a_malformed_hub_uri_is_one_line(tmp_path, mode):
+    out = run_py(f"mode={mode}", "debug=tiny", "ckpt=hf://owner-only", f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, "ckpt: 'hf://owner-only' is not hf://")
+
+
+def test_eval_without_a_checkpoint_asks_for_one(tmp_path):
+    assert_one_error(run_py("mode=eval", "debug=tiny", f"hydra.run.dir={tmp_path}"), "pass ckpt=")
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("eval.steps=[0]", "eval.steps=[0]"),
+    ("eval.steps=2", "eval.steps=[2]"),  # one step count typed without brackets: the fix is shown
+    ("sampler.shift=0", "sampler.shift=0 must be > 0"),
+    ("sampler.cfg_max=1.5", "sampler.cfg_min=0.0, sampler.cfg_max=1.5"),
+])
+def test_a_bad_eval_value_is_one_line(tmp_path, small_ckpt, override, expected):
+    out = run_py("mode=eval", "debug=tiny", f"ckpt={small_ckpt}", override, f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, expected)
+
+
+@pytest.mark.parametrize("mode", ["mode=eval", "mode=train"])
+def test_a_checkpoint_of_another_network_is_one_line(tmp_path, small_ckpt, mode):
+    out = run_py(mode, "experiment=digits_dmf", f"ckpt={small_ckpt}", "trainer.max_steps=1", "eval.num_samples=10",
+                 f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, f"ckpt={small_ckpt}", "shape")
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "eval").exists()
+
+
+def test_a_resume_with_a_changed_setting_is_one_line(tmp_path):
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    torch.save({"dmf_config": {"seed": 7}}, last)  # what the guard reads: the config the run was trained with
+    out = run_py("mode=train", "debug=tiny", f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, "seed: 7 -> 0", "cannot change mid-run")
+
+
+def test_export_mistakes_are_one_line(tmp_path, small_ckpt):
+    assert_one_error(run_py("mode=export", f"hydra.run.dir={tmp_path}"), "mode=export needs ckpt=")
+    assert_one_error(run_py("mode=export", f"ckpt={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path}"),
+                     "ckpt:", "nope.ckpt does not exist")
+    earlier = small_ckpt.with_name("small-ema.pt")
+    earlier.write_bytes(b"an export made earlier")
+    out = run_py("mode=export", f"ckpt={small_ckpt}", f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, "would replace", "mode.overwrite=true")
+    assert earlier.read_bytes() == b"an export made earlier"
+
+
+def test_resume_names_a_missing_checkpoint(tmp_path):
+    out = run_py("mode=train", "debug=tiny", f"resume={tmp_path / 'nope.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_error(out, "resume=", "nope.ckpt does not exist")
+
+
+def test_a_new_start_does_not_replace_the_run_in_its_run_dir(tmp_path):
+    """resume=null in a run dir that holds a run would overwrite its last.ckpt with a new run's."""
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"the earlier run's weights")
+    out = run_py("mode=train", "debug=tiny", "resume=null", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_error(out, f"{last}", "resume=auto", "run_dir=<folder>")
+    assert last.read_bytes() == b"the earlier run's weights" and not (tmp_path / "run" / "logs").exists()
+
+
+def test_preprocess_mistakes_are_one_line_before_the_vae_loads(tmp_path):
+    assert_one_error(run_py("mode=preprocess", f"hydra.run.dir={tmp_path / 'a'}"), "preprocess.out", "data=")
+    out = run_py("mode=preprocess", "data=imagenet256_latents", f"data.root={tmp_path / 'latents'}",
+                 f"preprocess.input={tmp_path / 'no_images'}", f"hydra.run.dir={tmp_path / 'b'}")
+    assert_one_error(out, f"preprocess.input={tmp_path / 'no_images'}", "does not exist")
+    assert "VAE" not in out.stderr and not (tmp_path / "latents").exists()
+
+
+def test_a_flow_models_checkpoint_is_not_sampled_as_a_flow_map(tmp_path):
+    """mode=eval ckpt=<the flow stage's checkpoint> without experiment=digits_flow built a DMFT around the SiT's
+    weights (new log-variance head, decoder conditioned on r) and scored that network as if it were trained."""
+    sit = tmp_path / "sit.pt"
+    torch.save({"ema": tiny_sit(depth=5).state_dict()}, sit)
+    out = run_py("mode=eval", "debug=tiny", f"ckpt={sit}", "eval.steps=[1]", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_error(out, "logvar_linear", "experiment=digits_flow")
+    assert not (tmp_path / "run" / "eval").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the mistake is asking for a GPU on a machine without one")
+def test_eval_on_a_gpu_that_is_not_there_is_one_line(tmp_path, small_ckpt):
+    out = run_py("mode=eval", "debug=tiny", f"ckpt={small_ckpt}", "eval.device=cuda", f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, "eval.device=cuda", "no CUDA GPU", "eval.device=auto")
+
+
+def test_a_split_that_does_not_fit_the_model_is_one_line(tmp_path):
+    out = run_py("mode=train", "experiment=digits_dmf", "model.name=MF-T/2", "debug=tiny", f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, "model.dmf_depth=4 does not apply to MF-T/2", "model.dmf_depth=null")
+    assert not (tmp_path / "checkpoints").exists()
