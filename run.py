@@ -7,10 +7,11 @@
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from dmf.command_line import command_line
-from dmf.config import register_resolvers, validate
+from dmf.config import register_resolvers, validate, validate_choices
 from dmf.core.errors import UsageError
 
 register_resolvers()
@@ -19,6 +20,8 @@ register_resolvers()
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig):
     try:
+        hc = HydraConfig.get()
+        validate_choices(cfg, hc.runtime.choices, list(hc.overrides.task))
         validate(cfg)
         return hydra.utils.instantiate(cfg.mode)(cfg)
     except UsageError as err:

@@ -162,12 +162,25 @@ def validate_values(cfg: DictConfig) -> None:
         _number(cfg, "trainer.max_nonfinite_skips", 0, integer=True)
 
 
-def validate_debug(cfg: DictConfig) -> None:
-    """debug=tiny shrinks the digits experiments only (their data and network sizes); on another experiment it
-    would fail later on a key it changed, with a message about that key instead of this one."""
-    from hydra.core.hydra_config import HydraConfig
+# the model group that builds each family (conf/model/<group>.yaml)
+MODEL_GROUPS = {"DMFT": "dmft", "MF": "mf", "SiT": "sit"}
 
-    debug = HydraConfig.get().runtime.choices.get("debug") if HydraConfig.initialized() else None
+
+def validate_choices(cfg: DictConfig, choices, typed: list[str]) -> None:
+    """Checks of the config groups this launch chose (Hydra's runtime choices; `typed`: the command line's
+    overrides): a group that a value set after it (an experiment's model.name) would silently contradict. run.py
+    calls it once, at the top: configs composed inside a job (pipeline stages, paper rows) have their own choices."""
+    model = choices.get("model") if any(o.lstrip("+~").startswith("model=") for o in typed) else None
+    try:
+        family = parse_name(cfg.model.name)[0]
+    except ValueError:  # validate() names a malformed model.name
+        family = None
+    if model in MODEL_GROUPS.values() and family and MODEL_GROUPS[family] != model:
+        wanted = next(f for f, group in MODEL_GROUPS.items() if group == model)
+        source = f" (set by experiment={choices['experiment']})" if choices.get("experiment") else ""
+        raise ConfigError(f"model={model} but model.name={cfg.model.name}{source} would build a {family}: pass the "
+                          f"name too, e.g. model={model} model.name={wanted}-{cfg.model.name.split('-', 1)[1]}")
+    debug = choices.get("debug")
     if debug == "tiny" and cfg.data.get("name") != "digits":
         raise ConfigError(f"debug=tiny is for the digits experiments (data={cfg.data.get('name')} here); to smoke-test "
                           f"an ImageNet experiment on a CPU use data=synthetic with a small network and a random-init "
@@ -176,7 +189,6 @@ def validate_debug(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Checks that concern the pieces every mode builds; each piece also re-checks its own arguments."""
-    validate_debug(cfg)
     try:
         validate_values(cfg)
         validate_model(cfg)

@@ -169,3 +169,11 @@ def test_a_path_with_equals_signs_gets_the_quoted_override_to_paste(tmp_path):
 def test_debug_tiny_names_its_scope_on_other_experiments():
     out = run_cli("experiment=dmf_xl_256", "debug=tiny", "hydra.run.dir=/tmp/dmf-cli-tiny")
     assert out.returncode == 2 and "debug=tiny is for the digits experiments (data=imagenet256 here)" in out.stderr
+
+
+def test_a_model_group_the_experiments_name_contradicts_is_refused():
+    """experiment=digits_dmf model=mf built a DMFT: the experiment's model.name (set after the group) won, silently."""
+    out = run_cli("experiment=digits_dmf", "model=mf", "mode=train", "hydra.run.dir=/tmp/dmf-cli-model-group")
+    assert out.returncode == 2
+    assert "model=mf but model.name=DMFT-T/2 (set by experiment=digits_dmf) would build a DMFT" in out.stderr
+    assert "model=mf model.name=MF-T/2" in out.stderr
