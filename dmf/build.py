@@ -4,7 +4,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.config import ConfigError
+from dmf.core.errors import ConfigError
 from dmf.models import describe_load, load_pretrained, load_weights
 from dmf.models.hub import resolve_path
 

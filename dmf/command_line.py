@@ -61,10 +61,10 @@ def with_run_dir(args: list[str]) -> list[str]:
         return args
     if "-m" in args or "--multirun" in args or value("hydra.mode") == "MULTIRUN":
         raise ConfigError(f"run_dir={run_dir} names one run's folder, but a sweep (-m) gives each job its own: "
-                               f"set hydra.sweep.dir={run_dir} instead (jobs go to its sub-folders)")
+                          f"set hydra.sweep.dir={run_dir} instead (jobs go to its sub-folders)")
     if hydra_dir is None:
         return [*args, f"hydra.run.dir={run_dir}"]
     if unquoted(hydra_dir) != unquoted(run_dir):
         raise ConfigError(f"run_dir={run_dir} and hydra.run.dir={hydra_dir} name two folders for one run; "
-                               f"give one of them")
+                          f"give one of them")
     return args

@@ -81,13 +81,13 @@ def _check_plan(writer: ChunkWriter, plan: dict) -> None:
         differences = _diff(L.read_json(path), plan)
         if differences:
             raise ConfigError(f"{writer.out} already holds a different {writer.layout} preprocessing run: "
-                             + "; ".join(differences) + ". Choose another preprocess.out, or delete "
-                             f"{' and '.join(map(str, writer.final_dirs()))} and {writer.state} to start over.")
+                              + "; ".join(differences) + ". Choose another preprocess.out, or delete "
+                              f"{' and '.join(map(str, writer.final_dirs()))} and {writer.state} to start over.")
         return
     for final_dir in writer.final_dirs():
         if final_dir.exists() and any(final_dir.iterdir()):
             raise ConfigError(f"{final_dir} exists and was not written by this tool (no {path}); refusing to "
-                             f"overwrite it. Choose another preprocess.out or move it away.")
+                              f"overwrite it. Choose another preprocess.out or move it away.")
 
 
 def _run_chunks(source, writer: ChunkWriter, listing: ImageListing, policy: ErrorPolicy, *, batch_size,
@@ -208,7 +208,7 @@ def _encoder_identity(listing: ImageListing, resolution, vae, latent_shape) -> d
     made = (2 * (vae.latent_channels or 3), side, side)  # IdentityVAE keeps the 3 RGB channels
     if latent_shape is not None and tuple(latent_shape) != made:
         raise ConfigError(f"this VAE at resolution {resolution} makes moments of shape {made}, but the data "
-                         f"config expects {tuple(latent_shape)} (2*latent_channels, latent_size, latent_size)")
+                          f"config expects {tuple(latent_shape)} (2*latent_channels, latent_size, latent_size)")
     return {"kind": "images", "digest": listing.digest(), "num_items": len(listing), "resolution": int(resolution),
             "vae": vae_identity(vae)}
 
@@ -238,8 +238,8 @@ def preprocess(input, out, resolution: int | None = None, vae=None, *, layout: s
         raise ConfigError(f"{input} already is a latent folder; it can only be packed into shards (layout=wds)")
     if from_latents and images and not (L.image_dir(L.npy_dir(input)) / "dataset.json").is_file():
         raise ConfigError(f"{input} has no {L.IMAGE_DIR}/dataset.json beside its latents, so the shards cannot carry "
-                         f"the images (REPA pretraining needs them): set preprocess.images=false to pack the latents "
-                         f"alone, or preprocess the images with preprocess.images=true")
+                          f"the images (REPA pretraining needs them): set preprocess.images=false to pack the latents "
+                          f"alone, or preprocess the images with preprocess.images=true")
     listing = list_latents(input) if from_latents else list_images(input, limit)
     if num_classes is not None and len(listing.classes) > int(num_classes):
         raise ConfigError(f"{input} has {len(listing.classes)} classes but data.num_classes={num_classes}")
@@ -288,15 +288,15 @@ def main(cfg) -> dict:
 
     if "preprocess" not in cfg:
         raise ConfigError("the config has no `preprocess` node: conf/config.yaml's defaults need `- preprocess: "
-                         "default` (or pass +preprocess=default)")
+                          "default` (or pass +preprocess=default)")
     p, data = cfg.preprocess, cfg.data
     for key in ("out", "layout", "on_error"):
         try:
             p[key]
         except Exception as err:  # e.g. ${data.root} on a data config without one (data=digits)
             raise ConfigError(f"preprocess.{key} cannot be resolved ({err}); data={data.get('name')} has no "
-                             f"root/format/on_error: use an image dataset config (e.g. data=imagenet256_latents) "
-                             f"or set preprocess.{key} explicitly") from None
+                              f"root/format/on_error: use an image dataset config (e.g. data=imagenet256_latents) "
+                              f"or set preprocess.{key} explicitly") from None
     if p.get("input") is None:
         raise ConfigError("set preprocess.input=<image folder, zip, or latent folder> (see docs/data.md)")
     if not Path(p.input).expanduser().exists():  # before the VAE loads (seconds to minutes)

@@ -13,8 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dmf.build import build_network, build_sampler, build_vae, model_shape
-from dmf.config import ConfigError
-from dmf.core.errors import ResultExistsError
+from dmf.core.errors import ConfigError, ResultExistsError
 from dmf.core.files import write_json_atomic
 from dmf.eval import dist as edist
 from dmf.eval.generation.writers import NpzWriter, PngWriter

@@ -2,7 +2,7 @@
 import torch
 from omegaconf import DictConfig
 
-from dmf.config import ConfigError
+from dmf.core.errors import ConfigError
 from dmf.eval.generation.loop import DECODE_PRECISIONS
 from dmf.eval.generation.images import QUANTIZE
 from dmf.eval.paper import PAPER_FID

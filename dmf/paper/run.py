@@ -16,7 +16,8 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.config import ConfigError, validate
+from dmf.config import validate
+from dmf.core.errors import ConfigError
 from dmf.core.files import folder_lock, write_json_atomic, write_text_atomic
 from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides, row_spec, table_root
 from dmf.train.resume_guard import finished_differences

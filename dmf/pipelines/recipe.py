@@ -29,7 +29,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.config import ConfigError, validate
+from dmf.config import validate
+from dmf.core.errors import ConfigError
 from dmf.core.files import folder_lock, write_json_atomic
 
 log = logging.getLogger("dmf.pipeline")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.config import ConfigError
+from dmf.core.errors import ConfigError
 from dmf.eval.report import collect as eval_rows
 
 log = logging.getLogger("dmf.collect")

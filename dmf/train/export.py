@@ -12,8 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.config import ConfigError
-from dmf.core.errors import ResultExistsError
+from dmf.core.errors import ConfigError, ResultExistsError
 from dmf.models.checkpoint import load_weights
 from dmf.models.hub import resolve_path
 

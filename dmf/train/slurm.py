@@ -7,7 +7,7 @@ the SLURM allocation it runs in stops with the mismatch named, before any work.
 import os
 import re
 
-from dmf.config import ConfigError
+from dmf.core.errors import ConfigError
 
 
 def _slurm_int(name: str) -> int | None:

@@ -1,7 +1,7 @@
 """Strategy combinations that cannot train correctly are refused before anything is built."""
 from omegaconf import DictConfig
 
-from dmf.config import ConfigError
+from dmf.core.errors import ConfigError
 
 JVP_OBJECTIVES = ("DMF",)  # objectives whose step takes a forward-mode JVP through the network
 
