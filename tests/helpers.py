@@ -1,4 +1,7 @@
-"""Shared test utilities: tiny models, config composition, compat loading."""
+"""Shared test utilities: tiny models, config composition, compat loading, scripts run as a user runs them."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -7,7 +10,8 @@ from hydra import compose, initialize_config_dir
 from dmf.config import register_resolvers
 from dmf.models import build_model
 
-CONF = Path(__file__).parents[1] / "conf"
+ROOT = Path(__file__).parents[1]
+CONF = ROOT / "conf"
 COMPAT = Path(__file__).parent / "fixtures" / "compat"
 
 
@@ -49,3 +53,16 @@ def compose_config(overrides: list[str]):
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
+
+
+def run_python(script: str, *args: str, cwd: Path = ROOT, check: bool = False,
+               timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python <script> <args>` in a subprocess (script relative to the repo root: run.py, bench/...), as a user
+    types it. One torch thread: the tiny test networks gain nothing from more, and spinning threads stall a shared
+    2-core machine. check: assert it exited 0, showing the tails of its output."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True,
+                         timeout=timeout, env=env)
+    if check:
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    return out

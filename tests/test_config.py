@@ -1,7 +1,5 @@
 """Every experiment composes and builds; bad configs fail early with one clear message."""
-import subprocess
-import sys
-from pathlib import Path
+from functools import partial
 
 import pytest
 import torch
@@ -9,9 +7,8 @@ from hydra.utils import instantiate
 
 from dmf.command_line import command_line
 from dmf.config import ConfigError, validate
-from tests.helpers import CONF, compose_config
+from tests.helpers import CONF, compose_config, run_python
 
-ROOT = Path(__file__).parents[1]
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
@@ -116,8 +113,7 @@ def test_long_override_lists_give_folder_names_the_file_system_accepts():
     assert len(short) == 120 and short.startswith(long[:100]) and short != job_dir_name(long + "x")
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+run_cli = partial(run_python, "run.py", timeout=120)
 
 
 def test_cli_prints_the_composed_config():

@@ -1,20 +1,16 @@
 """Mistakes a user makes on the command line of run.py, in every mode: each is one `error:` line naming the key
 or file and the fix, exit status 2, no traceback, and nothing is trained, generated or overwritten."""
 import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import tiny_dmft, tiny_sit
-
-ROOT = Path(__file__).parents[1]
+from tests.helpers import run_python, tiny_dmft, tiny_sit
 
 
-def run_py(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+run_py = partial(run_python, "run.py")
 
 
 def assert_one_error(out: subprocess.CompletedProcess, *expected: str):

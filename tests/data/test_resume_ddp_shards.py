@@ -3,15 +3,13 @@ flips: a run resumed mid-epoch reads, on every rank, exactly the batches of the 
 flips included, and ends with its weights. (How the first run stopped, by max_steps or by the requeue signal, is
 tests/train/test_ddp_resume.py's part: here the resume starts from the uninterrupted run's mid-epoch checkpoint, which
 holds the same state. The .npy folder with workers: tests/data/test_datamodules.py, in-process.)"""
-import os
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
+from tests.helpers import run_python
 
-ROOT = Path(__file__).parents[2]
 # the ImageNet experiment shrunk to a CPU (docs/training.md, "Smoke-testing an ImageNet experiment") on the fixture's
 # 9 latents of 64 px images
 BASE = ["experiment=dmf_xl_256", "model.depth=2", "model.hidden_size=32", "model.num_heads=2", "model.dmf_depth=1",
@@ -24,10 +22,7 @@ DATA = ["data=imagenet256_wds", "data.datamodule.num_samples=24", "data.datamodu
 RESUME_AT, STEPS = 3, 8
 
 
-def run(*args: str):
-    out = subprocess.run(["nice", sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
-    assert out.returncode == 0, out.stderr[-3000:]
+run = partial(run_python, check=True)
 
 
 @pytest.fixture(scope="module")

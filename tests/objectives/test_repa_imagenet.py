@@ -2,8 +2,7 @@
 `run.py mode=preprocess` -> images/ beside vae-sd/ and images in the shards -> `run.py experiment=sit_xl_256_repa`
 trains with the DINOv2 encoder (random weights from a file) fed the stored images; without images it is refused."""
 import json
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +14,13 @@ from dmf.data import layout as L
 from dmf.data.images import center_crop_adm, decode_image
 from tests.data.data_helpers import tiny_autoencoder
 from tests.objectives.conftest import TINY_VIT
+from tests.helpers import run_python
 
-ROOT = Path(__file__).parents[2]
 CLASSES = ("n01440764", "n01443537")
 FIX = ("mode=preprocess", "preprocess.images=true")
 
 
-def run_py(*args, timeout=300):
-    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+run_py = partial(run_python, "run.py")
 
 
 @pytest.fixture(scope="module")

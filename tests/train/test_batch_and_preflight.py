@@ -1,21 +1,15 @@
 """The global batch is what a run states, whatever the device count; a run that cannot be what it says stops
 before anything starts, with one message naming the key and the fix."""
-import subprocess
-import sys
-from pathlib import Path
+from functools import partial
 
 import pytest
 
 from dmf.train.batch import BatchError, batch_layout
 from dmf.train.preflight import layout
-from tests.helpers import compose_config
-
-ROOT = Path(__file__).parents[2]
+from tests.helpers import compose_config, run_python
 
 
-def run_py(*args, timeout=120):
-    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+run_py = partial(run_python, "run.py", timeout=120)
 
 
 def test_batch_layout_splits_the_global_batch():

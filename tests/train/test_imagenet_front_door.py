@@ -2,22 +2,16 @@
 GPU (issue 11, item 6), shrunk to a CPU, so a lent card never spends its minutes on a config or callback error."""
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from functools import partial
 
 import torch
 
-ROOT = Path(__file__).parents[2]
+from tests.helpers import run_python
+
 TINY = ["model.depth=3", "model.hidden_size=32", "model.num_heads=2", "model.dmf_depth=2", "data.resolution=64"]
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
-    return out
+run = partial(run_python, check=True)
 
 
 def test_dmf_xl_256_trains_from_a_random_init_file_through_run_py(tmp_path):
