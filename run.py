@@ -5,6 +5,7 @@
     python run.py experiment=dmf_xl_256 --cfg job   # print the composed config
 """
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -13,6 +14,7 @@ from omegaconf import DictConfig
 from dmf.command_line import command_line
 from dmf.config import register_resolvers, validate, validate_choices
 from dmf.core.errors import UsageError
+from dmf.core.run_history import restore_launch_record
 
 register_resolvers()
 
@@ -25,6 +27,8 @@ def main(cfg: DictConfig):
         validate(cfg)
         return hydra.utils.instantiate(cfg.mode)(cfg)
     except UsageError as err:
+        if hc.output_subdir is not None:  # this process wrote .hydra (Lightning's rank > 0 relaunches do not)
+            restore_launch_record(Path(hc.runtime.output_dir))
         stop(err)
 
 

@@ -127,3 +127,16 @@ def test_a_split_that_does_not_fit_the_model_is_one_line(tmp_path):
     out = run_py("mode=train", "experiment=digits_dmf", "model.name=MF-T/2", "debug=tiny", f"hydra.run.dir={tmp_path}")
     assert_one_error(out, "model.dmf_depth=4 does not apply to MF-T/2", "model.dmf_depth=null")
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_refused_launch_leaves_the_runs_record_as_it_was(tmp_path):
+    """Hydra rewrites <run>/.hydra before anything can be checked: each refused relaunch (a changed setting, a new
+    start over the run, a bad value) puts back the accepted launch's record, which `mode=collect` and users read."""
+    run = ["mode=train", "debug=tiny", f"run_dir={tmp_path}"]
+    run_py(*run, "trainer.max_steps=1", check=True)
+    record = {p.name: p.read_text() for p in (tmp_path / ".hydra").iterdir()}
+    for mistake, expected in (["optim.lr=0.5", "cannot change mid-run"], ["resume=null", "resume=auto"],
+                              ["model.dmf_depth=9", "must satisfy"]):
+        assert_one_error(run_py(*run, "trainer.max_steps=2", mistake), expected)
+        assert {p.name: p.read_text() for p in (tmp_path / ".hydra").iterdir()} == record, mistake
+    assert "trainer.max_steps=1" in record["overrides.yaml"]

@@ -6,11 +6,9 @@ config that produced the checkpoint before anything is built.
   optimizer and EMA settings; a resumed optimizer keeps its own state, so a new optim.lr would be ignored) stop
   the resume with the difference and the fix. A few data-loading keys (MUTABLE_INSIDE) may change.
 - Anything else (trainer.max_steps, logging, callbacks, ...) is applied and listed.
-- Hydra rewrites <run_dir>/.hydra at every launch; a refused attempt's .hydra is put back to the last accepted
-  attempt's, and the refused config is kept in the history marked `refused`.
+- Every attempt is kept (dmf.core.run_history), a refused resume's marked `refused`; run.py puts back the last
+  accepted attempt's .hydra after any refused launch.
 """
-import shutil
-import time
 from pathlib import Path
 
 import lightning as L
@@ -18,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import UsageError
+from dmf.core.run_history import HISTORY, record_attempt
 from dmf.models.checkpoint import ARCHITECTURE_KEY, architecture, safe_load
 
 CONFIG_KEY = "dmf_config"
@@ -25,7 +24,6 @@ IMMUTABLE = ("model", "objective", "data", "seed", "guidance", "time", "optim", 
 MUTABLE_INSIDE = ("model.attention", "data.root", "data.on_error", "data.max_batch_per_device", "data.datamodule.num_workers",
                   "data.datamodule.persistent_workers", "data.datamodule.prefetch_factor", "data.datamodule.pin_memory")
 IGNORED = ("run_dir", "resume", "mode", "ckpt")  # ckpt only initialises a new run; a resume restores everything
-HISTORY = "config_history"
 
 
 class ResumeConflict(UsageError, ValueError):
@@ -93,30 +91,6 @@ def finished_differences(ckpt: Path, cfg: DictConfig) -> list[str]:
     return frozen + steps + init
 
 
-def _record_attempt(run_dir: Path, config: dict, status: str, resumed_from: str | None) -> Path:
-    history = run_dir / HISTORY
-    history.mkdir(parents=True, exist_ok=True)
-    n = 1 + max((int(p.name.split("_")[1]) for p in history.glob("attempt_*") if p.name.split("_")[1].isdigit()),
-                default=0)
-    attempt = history / f"attempt_{n:03d}"
-    attempt.mkdir()
-    OmegaConf.save(OmegaConf.create(config), attempt / "config.yaml")
-    (attempt / "status").write_text(f"{status}\nresumed_from: {resumed_from}\ntime: {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-    hydra_dir = run_dir / ".hydra"
-    if hydra_dir.is_dir():
-        shutil.copytree(hydra_dir, attempt / ".hydra")
-    return attempt
-
-
-def _restore_hydra(run_dir: Path) -> None:
-    """Put back the .hydra record of the last accepted attempt (Hydra rewrote it before the resume was refused)."""
-    accepted = [p for p in sorted((run_dir / HISTORY).glob("attempt_*"))
-                if (p / "status").exists() and (p / "status").read_text().startswith("accepted") and (p / ".hydra").is_dir()]
-    if accepted and (run_dir / ".hydra").is_dir():
-        shutil.rmtree(run_dir / ".hydra")
-        shutil.copytree(accepted[-1] / ".hydra", run_dir / ".hydra")
-
-
 def _original_config(ckpt: str, key: str, run_dir: Path) -> dict | None:
     saved = safe_load(ckpt, key=key, mmap=True)  # also refuses an unreadable or unsafe file before Lightning reads it
     if isinstance(saved, dict) and isinstance(saved.get(CONFIG_KEY), dict):
@@ -132,27 +106,29 @@ def check_resume(cfg: DictConfig, ckpt: str | None) -> list[str]:
     new = plain_config(cfg)
     if ckpt is None:
         if rank_zero_only.rank == 0:
-            _record_attempt(run_dir, new, "accepted (start)", None)
+            record_attempt(run_dir, new, "accepted (start)", None)
         return []
     key = "resume" if cfg.get("resume") not in (None, "auto") else "resume=auto"
     original = _original_config(ckpt, key, run_dir)
     if original is None:
         print(f"[dmf] resume from {ckpt}: it records no config (an older checkpoint); changes cannot be checked")
         if rank_zero_only.rank == 0:
-            _record_attempt(run_dir, new, "accepted (resume, unchecked)", ckpt)
+            record_attempt(run_dir, new, "accepted (resume, unchecked)", ckpt)
         return []
     frozen, changed = compare(original, new)
     if frozen:
         if rank_zero_only.rank == 0:
-            _record_attempt(run_dir, new, "refused", ckpt)
-            _restore_hydra(run_dir)
+            record_attempt(run_dir, new, "refused", ckpt)
         raise ResumeConflict(
             f"{key} ({ckpt}): the run was trained with other values of settings that cannot change mid-run:\n  "
             + "\n  ".join(frozen)
             + f"\nFix: resume with the original values, or start a new run from these weights (ckpt={ckpt} "
               f"resume=null and another run_dir). The run's config record is unchanged ({run_dir / HISTORY}).")
     if rank_zero_only.rank == 0:
-        _record_attempt(run_dir, new, "accepted (resume)", ckpt)
+        record_attempt(run_dir, new, "accepted (resume)", ckpt)
     if changed:
         print(f"[dmf] resuming {ckpt} with changed settings (applied):\n  " + "\n  ".join(changed))
+    if new.get("ckpt") != original.get("ckpt"):
+        print(f"[dmf] ckpt={new.get('ckpt')} is not used: a resume continues from {ckpt}, its own weights (the run "
+              f"started from ckpt={original.get('ckpt')}); ckpt= initialises new runs")
     return changed

@@ -1,0 +1,36 @@
+"""A run folder's history of launches: every training attempt (start or resume) keeps its config, its status
+(accepted or refused) and Hydra's record of the launch under <run_dir>/config_history/attempt_NNN/. Hydra
+rewrites <run_dir>/.hydra before a launch can be checked, so a refused launch puts back the last accepted one's."""
+import shutil
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+HISTORY = "config_history"
+
+
+def record_attempt(run_dir: Path, config: dict, status: str, resumed_from: str | None) -> Path:
+    history = run_dir / HISTORY
+    history.mkdir(parents=True, exist_ok=True)
+    n = 1 + max((int(p.name.split("_")[1]) for p in history.glob("attempt_*") if p.name.split("_")[1].isdigit()),
+                default=0)
+    attempt = history / f"attempt_{n:03d}"
+    attempt.mkdir()
+    OmegaConf.save(OmegaConf.create(config), attempt / "config.yaml")
+    (attempt / "status").write_text(f"{status}\nresumed_from: {resumed_from}\ntime: {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    hydra_dir = run_dir / ".hydra"
+    if hydra_dir.is_dir():
+        shutil.copytree(hydra_dir, attempt / ".hydra")
+    return attempt
+
+
+def restore_launch_record(run_dir: Path) -> None:
+    """Put back the .hydra record of the run's last accepted attempt (a refused launch, whatever refused it: a bad
+    value, a refused resume or restart, would otherwise leave its own). A folder with no accepted attempt keeps
+    what Hydra wrote."""
+    accepted = [p for p in sorted((run_dir / HISTORY).glob("attempt_*"))
+                if (p / "status").exists() and (p / "status").read_text().startswith("accepted") and (p / ".hydra").is_dir()]
+    if accepted and (run_dir / ".hydra").is_dir():
+        shutil.rmtree(run_dir / ".hydra")
+        shutil.copytree(accepted[-1] / ".hydra", run_dir / ".hydra")
