@@ -28,6 +28,8 @@ def trainer_kwargs(cfg: DictConfig, accumulate: int) -> dict:
     if kw.get("precision") == "auto":
         kw["precision"] = "bf16-mixed" if torch.cuda.is_available() else "32-true"
     kw["accumulate_grad_batches"] = accumulate
+    if 0 < kw.get("max_steps", -1) < kw.get("log_every_n_steps", 50):  # a run shorter than that would log nothing
+        kw["log_every_n_steps"] = kw["max_steps"]
     return slurm_trainer_kwargs(kw)
 
 
@@ -80,5 +82,5 @@ def train(cfg: DictConfig) -> TrainModule:
     if not cfg.trainer.fast_dev_run and not final.saved:
         # Lightning saves `last` only on its own schedule; the final state must always be on disk (FinalLast wrote
         # it at the last step's end when the run ended by trainer.max_steps)
-        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)  # resumable: all of it
     return module

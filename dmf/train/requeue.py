@@ -38,7 +38,7 @@ def save_last(trainer, dirpath: str | os.PathLike, at_step_start: bool = True) -
     loop, shift = trainer.fit_loop.epoch_loop, int(at_step_start)
     loop._batches_that_stepped -= shift
     try:
-        trainer.save_checkpoint(tmp)  # collective: every rank calls it, rank 0 writes
+        trainer.save_checkpoint(tmp, weights_only=False)  # collective: every rank calls it, rank 0 writes; resumable
     finally:
         loop._batches_that_stepped += shift
     if trainer.is_global_zero:

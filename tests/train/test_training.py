@@ -46,8 +46,10 @@ def test_resume_continues_the_step_count_and_logs_per_term_losses(tmp_path):
 
 
 def test_dmf_starts_from_a_flow_checkpoint(tmp_path):
-    run_train(tmp_path / "flow", "digits_flow", ["trainer.max_steps=2"])
+    run_train(tmp_path / "flow", "digits_flow", ["trainer.max_steps=2", "trainer.log_every_n_steps=50"])
     ckpt = tmp_path / "flow" / "checkpoints" / "last.ckpt"
+    rows = list(csv.DictReader(open(tmp_path / "flow" / "logs" / "version_0" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows if r.get("train/loss")] == [1]  # shorter than the interval: logs its end
     module = run_train(tmp_path / "dmf", "digits_dmf", ["model.dmf_depth=1", "trainer.fast_dev_run=true", f"ckpt={ckpt}"])
     flow_ema = torch.load(ckpt, weights_only=False)["state_dict"]["ema_net.blocks.0.attn.qkv.weight"]
     # one optimizer step later the weights are close to, but not exactly, the flow model's EMA weights
