@@ -115,12 +115,15 @@ def _configs(*shapes):
 
 # A few shapes each (tuning compiles every one); keyed on the padded head dim and precision, not on L, so a
 # new sequence length reuses the tuning. The tangent kernel holds twice the tiles, hence smaller blocks.
+# SMALLEST fits one block's shared memory on an A100 and an H100 for every input the backend accepts (fp32 at
+# head dim 256: 136 KB for the tangent); the tuning skips shapes a card cannot hold (bench/results/kernel_resources.md).
 _AUTOTUNE_KEY = ["BLOCK_D", "PRECISION"]
+SMALLEST = (32, 32, 4, 1)
 _GPU_FORWARD = triton.autotune(
-    _configs((64, 64, 4, 2), (128, 64, 8, 2), (128, 32, 4, 3), (64, 32, 4, 3)), key=_AUTOTUNE_KEY)(
+    _configs((64, 64, 4, 2), (128, 64, 8, 2), (128, 32, 4, 3), (64, 32, 4, 3), SMALLEST), key=_AUTOTUNE_KEY)(
     triton.jit(_forward_kernel))
 _GPU_TANGENT = triton.autotune(
-    _configs((64, 32, 4, 2), (64, 64, 8, 2), (32, 64, 4, 2), (128, 32, 8, 2)), key=_AUTOTUNE_KEY)(
+    _configs((64, 32, 4, 2), (64, 64, 8, 2), (32, 64, 4, 2), (128, 32, 8, 2), SMALLEST), key=_AUTOTUNE_KEY)(
     triton.jit(_tangent_kernel))
 _CPU_BLOCKS = {"BLOCK_M": 32, "BLOCK_N": 32}  # the interpreter: small blocks, no tuning
 
@@ -142,8 +145,19 @@ def _interpreted(kernel):
 
 def _launcher(kernel, gpu_kernel, device: torch.device):
     if device.type == "cuda":
-        return lambda grid, *args, **kw: gpu_kernel[grid](*args, **kw)
+        return functools.partial(_launch_on_gpu, gpu_kernel)
     return lambda grid, *args, **kw: _interpreted(kernel)[grid](*args, **kw, **_CPU_BLOCKS)
+
+
+def _launch_on_gpu(gpu_kernel, grid, *args, **kwargs):
+    try:
+        return gpu_kernel[grid](*args, **kwargs)
+    except triton.runtime.errors.OutOfResources as err:  # every tuned block shape was too big for this card
+        q = args[0]
+        raise RuntimeError(
+            f"the fused JVP attention kernel does not fit this GPU for {q.dtype} inputs with head dim {q.shape[-1]}: "
+            f"it needs {err.required} bytes of {err.name} per block, the card gives {err.limit}. Fix: train in bf16 "
+            f"(trainer.precision=bf16-mixed) or set attention.backend=math") from err
 
 
 def _block_d(d: int) -> int:
@@ -160,22 +174,34 @@ def _grid(q):
     return lambda meta: (triton.cdiv(n, meta["BLOCK_M"]), b * h)
 
 
-def forward(q, k, v, scale: float):
+def forward_call(q, k, v, scale: float):
+    """The forward kernel's outputs (o, lse) and its arguments: one list for the launch and the offline compile
+    check (dmf.kernels.offline_compile)."""
     b, h, n, d = q.shape
     o = torch.empty_like(q, memory_format=torch.contiguous_format)
     lse = torch.empty((b, h, n), device=q.device, dtype=torch.float32)
-    launch = _launcher(_forward_kernel, _GPU_FORWARD, q.device)
-    launch(_grid(q), q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
-           h, n, d, scale * LOG2E, PRECISION=_precision(q.dtype), BLOCK_D=_block_d(d))
-    return o, lse
+    args = (q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(), h, n, d, scale * LOG2E)
+    return (o, lse), args, dict(PRECISION=_precision(q.dtype), BLOCK_D=_block_d(d))
+
+
+def tangent_call(q, k, v, o, lse, q_t, k_t, v_t, scale: float):
+    """The tangent kernel's outputs (o', lse') and its arguments, as forward_call."""
+    h, n, d = q.shape[1:]
+    o_t = torch.empty_like(o, memory_format=torch.contiguous_format)
+    lse_t = torch.empty_like(lse)
+    args = (q, k, v, q_t, k_t, v_t, o, lse, o_t, lse_t,
+            *q.stride(), *k.stride(), *v.stride(), *q_t.stride(), *k_t.stride(), *v_t.stride(),
+            *o.stride(), *o_t.stride(), h, n, d, scale)
+    return (o_t, lse_t), args, dict(PRECISION=_precision(q.dtype), BLOCK_D=_block_d(d))
+
+
+def forward(q, k, v, scale: float):
+    outputs, args, kwargs = forward_call(q, k, v, scale)
+    _launcher(_forward_kernel, _GPU_FORWARD, q.device)(_grid(q), *args, **kwargs)
+    return outputs
 
 
 def tangent(q, k, v, o, lse, q_t, k_t, v_t, scale: float):
-    b, h, n, d = q.shape
-    o_t = torch.empty_like(o, memory_format=torch.contiguous_format)
-    lse_t = torch.empty_like(lse)
-    launch = _launcher(_tangent_kernel, _GPU_TANGENT, q.device)
-    launch(_grid(q), q, k, v, q_t, k_t, v_t, o, lse, o_t, lse_t,
-           *q.stride(), *k.stride(), *v.stride(), *q_t.stride(), *k_t.stride(), *v_t.stride(),
-           *o.stride(), *o_t.stride(), h, n, d, scale, PRECISION=_precision(q.dtype), BLOCK_D=_block_d(d))
-    return o_t, lse_t
+    outputs, args, kwargs = tangent_call(q, k, v, o, lse, q_t, k_t, v_t, scale)
+    _launcher(_tangent_kernel, _GPU_TANGENT, q.device)(_grid(q), *args, **kwargs)
+    return outputs
