@@ -2,9 +2,7 @@
 them beside the published numbers."""
 import csv
 import json
-import os
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,9 +12,9 @@ from omegaconf import OmegaConf
 
 from dmf.config import validate
 from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides
-from tests.helpers import CONF, compose_config
+from tests.helpers import CONF, compose_config, run_python
 
-ROOT = Path(__file__).parents[2]
+run_py = partial(run_python, "run.py", timeout=900)
 TABLES = sorted(p.stem for p in (CONF / "paper").glob("*.yaml") if not p.stem.startswith("_"))
 
 
@@ -93,21 +91,16 @@ def test_digits_ablation_two_rows_launch_and_collect(tmp_path):
 
     encoder = tmp_path / "encoder.pt"
     torch.save({"state_dict": train_token_net(epochs=1).state_dict(), "dim": 64}, encoder)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     tiny = ["trainer.max_steps=2", "model.hidden_size=32", "model.num_heads=2", "eval.num_samples=64",
             "data.global_batch_size=16", "callbacks.progress.refresh_rate=0", f"objective.encoder.weights={encoder}",
             f"paper.root={tmp_path / 'runs'}"]
-    launch = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "paper=digits_ablation",
-                             "paper.row=dmf,mf_mg_repa", *tiny], cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert launch.returncode == 0, launch.stderr[-3000:]
+    run_py("-m", "paper=digits_ablation", "paper.row=dmf,mf_mg_repa", *tiny, cwd=tmp_path, check=True)
     runs = tmp_path / "runs"
     assert sorted(p.name.split("-")[0] for p in (runs / "_stages").iterdir()) == ["flow", "flow_repa"]
     record = json.loads((runs / "mf_mg_repa" / RESULT_FILE).read_text())
     assert record["label"] == "MF-T/2 + model guidance + REPA init" and set(record["ours"]) == {"1", "2"}
     assert "_stages/flow_repa-" in record["init"]  # it started from the REPA stage
-    gather = subprocess.run([sys.executable, str(ROOT / "run.py"), "mode=collect", "paper=digits_ablation",
-                             f"paper.root={runs}"], cwd=tmp_path, capture_output=True, text=True, env=env)
-    assert gather.returncode == 0, gather.stderr[-3000:]
+    run_py("mode=collect", "paper=digits_ablation", f"paper.root={runs}", cwd=tmp_path, check=True)
     rows = list(csv.DictReader(open(runs / "digits_ablation.csv")))
     done = {r["row"] for r in rows if r["ours"] != "missing"}
     assert done == {"dmf", "mf_mg_repa"} and len(rows) == 12
@@ -118,11 +111,8 @@ def test_digits_ablation_two_rows_launch_and_collect(tmp_path):
 @pytest.mark.slow
 def test_debug_tiny_on_the_command_line_reaches_the_rows_and_their_stages(tmp_path):
     """debug=tiny is a config group of global package (no key of the config): it must reach every stage anyway."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    launch = subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "paper=digits_ablation", "paper.row=dmf",
-                             "debug=tiny", "trainer.max_steps=2", f"paper.root={tmp_path}"], cwd=tmp_path,
-                            capture_output=True, text=True, env=env, timeout=600)
-    assert launch.returncode == 0, launch.stderr[-3000:]
+    run_py("-m", "paper=digits_ablation", "paper.row=dmf", "debug=tiny", "trainer.max_steps=2",
+           f"paper.root={tmp_path}", cwd=tmp_path, check=True)
     (flow,) = (tmp_path / "_stages").iterdir()
     for run in (flow, tmp_path / "dmf"):
         cfg = OmegaConf.load(run / "config_history" / "attempt_001" / "config.yaml")
@@ -130,13 +120,11 @@ def test_debug_tiny_on_the_command_line_reaches_the_rows_and_their_stages(tmp_pa
     assert [r["num_samples"] for r in csv.DictReader(open(tmp_path / "dmf" / "eval" / "results.csv"))] == ["100"] * 2
 def test_a_finished_row_is_reused_only_for_the_same_training(tmp_path):
     """Relaunching a table with other training keys must not report the old row's weights as the new setting."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     tiny = ["paper.row=dmf", "model.hidden_size=32", "model.num_heads=2", "eval.num_samples=32",
             "data.global_batch_size=16", "callbacks.progress.refresh_rate=0", f"paper.root={tmp_path / 'runs'}"]
 
     def launch(*extra):
-        return subprocess.run([sys.executable, str(ROOT / "run.py"), "-m", "paper=digits_ablation", *tiny, *extra],
-                              cwd=tmp_path, capture_output=True, text=True, env=env)
+        return run_py("-m", "paper=digits_ablation", *tiny, *extra, cwd=tmp_path)
 
     first = launch("trainer.max_steps=2")
     assert first.returncode == 0, first.stderr[-3000:]

@@ -3,28 +3,19 @@ their config and parent checkpoint, the table is mode=eval's, and a `-m` sweep g
 that mode=collect gathers. The slow tests share one real sweep through run.py (debug=tiny)."""
 import csv
 import json
-import os
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 from hydra import initialize_config_dir
 
 from dmf.pipelines.recipe import accepted, markdown_table, parent_overrides, run, training_identity, short_hash
-from tests.helpers import CONF, compose_config
+from tests.helpers import CONF, compose_config, run_python
 
-ROOT = Path(__file__).parents[2]
 OMEGAS, SAMPLERS = ("0", "0.6"), ("euler", "restart")
 
 
-def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    # one thread: the tiny networks gain nothing from more, and spinning threads stall on a shared 2-core machine
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                         env=env)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
-    return out
+run_cli = partial(run_python, "run.py", check=True, timeout=600)
 
 
 def job_dir(root: Path, omega: str, sampler: str) -> Path:
@@ -65,8 +56,7 @@ def test_the_recipe_drops_its_own_keys_from_the_command_line(tmp_path):
 @pytest.mark.parametrize("override, fix", [("ckpt", "pipeline.stages.flow.ckpt="), ("resume", "resumes by itself")])
 def test_a_stage_key_typed_for_the_whole_pipeline_is_refused_not_dropped(tmp_path, override, fix):
     """`python run.py ckpt=<flow ckpt>` must not train both stages from scratch as if it had not been typed."""
-    out = subprocess.run([sys.executable, "run.py", "debug=tiny", f"{override}={tmp_path / 'flow.ckpt'}",
-                          f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = run_python("run.py", "debug=tiny", f"{override}={tmp_path / 'flow.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert f"error: {override}=" in out.stderr and fix in out.stderr, out.stderr
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "run.log"]  # nothing trained
@@ -74,8 +64,7 @@ def test_a_stage_key_typed_for_the_whole_pipeline_is_refused_not_dropped(tmp_pat
 
 def test_a_later_stage_missing_a_required_value_stops_before_the_first_stage_trains(tmp_path):
     """guidance=distill needs a teacher checkpoint: the flow stage must not train first and then the DMF stage fail."""
-    out = subprocess.run([sys.executable, "run.py", "debug=tiny", "guidance=distill", f"hydra.run.dir={tmp_path}"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = run_python("run.py", "debug=tiny", "guidance=distill", f"hydra.run.dir={tmp_path}")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert "error: stage dmf: missing required values" in out.stderr and "guidance.teacher.ckpt" in out.stderr
     assert not any(p.name.startswith("flow-") for p in tmp_path.iterdir())  # nothing trained
