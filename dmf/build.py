@@ -44,7 +44,8 @@ def build_guidance(cfg: DictConfig):
     if OmegaConf.is_missing(g.teacher, "ckpt") or g.teacher.ckpt is None:
         raise ConfigError("guidance=distill needs guidance.teacher.ckpt=<SiT checkpoint path or hf:// URI>")
     teacher = instantiate(g.teacher.model)
-    load_weights(teacher, resolve_path(g.teacher.ckpt, key="guidance.teacher.ckpt"), drop_prefixes=("projectors.",), key="guidance.teacher.ckpt")
+    load_weights(teacher, resolve_path(g.teacher.ckpt, key="guidance.teacher.ckpt"), drop_prefixes=("projectors.",),
+                 key="guidance.teacher.ckpt")
     return instantiate(g, teacher=teacher)
 
 

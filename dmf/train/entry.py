@@ -28,8 +28,9 @@ def trainer_kwargs(cfg: DictConfig, accumulate: int) -> dict:
     if kw.get("precision") == "auto":
         kw["precision"] = "bf16-mixed" if torch.cuda.is_available() else "32-true"
     kw["accumulate_grad_batches"] = accumulate
-    if 0 < kw.get("max_steps", -1) < kw.get("log_every_n_steps", 50):  # a run shorter than that would log nothing
-        kw["log_every_n_steps"] = kw["max_steps"]
+    every, steps = kw.get("log_every_n_steps"), kw.get("max_steps", -1)
+    if isinstance(every, int) and 0 < steps < every:  # a run shorter than the interval would log nothing
+        kw["log_every_n_steps"] = steps
     return slurm_trainer_kwargs(kw)
 
 

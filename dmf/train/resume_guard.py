@@ -128,7 +128,7 @@ def check_resume(cfg: DictConfig, ckpt: str | None) -> list[str]:
         record_attempt(run_dir, new, "accepted (resume)", ckpt)
     if changed:
         print(f"[dmf] resuming {ckpt} with changed settings (applied):\n  " + "\n  ".join(changed))
-    if new.get("ckpt") != original.get("ckpt"):
+    if new.get("ckpt") not in (None, original.get("ckpt")):  # typed for this resume, not the run's own
         print(f"[dmf] ckpt={new.get('ckpt')} is not used: a resume continues from {ckpt}, its own weights (the run "
               f"started from ckpt={original.get('ckpt')}); ckpt= initialises new runs")
     return changed

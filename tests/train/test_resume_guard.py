@@ -50,6 +50,8 @@ def test_resume_applies_and_lists_mutable_changes(tmp_path, capsys):
     assert attempts(tmp_path) == ["accepted (start)", "accepted (resume)"]
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["dmf_config"]["trainer"]["max_steps"] == 3 and saved["dmf_architecture"]["dmf_depth"] == 1
+    run(tmp_path, "trainer.max_steps=4")  # the checkpoint records ckpt=other; not typed again: nothing to say
+    assert "is not used" not in capsys.readouterr().out
 
 
 def test_periodic_checkpoint_resumes_unquoted_and_csv_keeps_one_row_per_step(tmp_path):
