@@ -34,8 +34,7 @@ def table(capabilities, dtypes, head_dims) -> list[str]:
                             sizes.append(shared_memory(capability, kernel, config, DTYPES[dtype], head_dim))
                         except Exception as err:  # a build error is a result here, not a crash
                             sizes.append(f"error: {type(err).__name__}")
-                    limits = [limit for cap, limit in CARDS.values() if cap == capability]
-                    fits = sum(isinstance(s, int) and s <= limits[0] for s in sizes)
+                    fits = sum(isinstance(s, int) and s <= dict(CARDS.values())[capability] for s in sizes)
                     cells = [f"{s // 1024}" if isinstance(s, int) else s for s in sizes]
                     rows.append(f"| {dtype} | {head_dim} | {kernel} | sm_{capability} | {' | '.join(cells)} | "
                                 f"{fits} of {len(sizes)} |")
