@@ -1,12 +1,13 @@
 """What run.py does to the command line before Hydra parses it: rules about values Hydra would take otherwise
 than the user means, each with one clear error or the one reading that can be meant."""
 from dmf.core.errors import ConfigError
+from dmf.core.ranks import launch_ranks
 
 
 def command_line(args: list[str]) -> list[str]:
     for arg in args:
         check_quoting(arg)
-    return with_run_dir(args)
+    return with_one_record(with_run_dir(args))
 
 
 def _split(arg: str) -> tuple[str, str] | None:
@@ -68,3 +69,13 @@ def with_run_dir(args: list[str]) -> list[str]:
         raise ConfigError(f"run_dir={run_dir} and hydra.run.dir={hydra_dir} name two folders for one run; "
                           f"give one of them")
     return args
+
+
+def with_one_record(args: list[str]) -> list[str]:
+    """Only rank 0 of a torchrun or `srun -n N` launch writes the run's record (.hydra/): the ranks share its folder,
+    and another rank rewriting the record could race rank 0 copying it into config_history/. Lightning's own rank
+    relaunches (trainer.devices=N) pass the same override."""
+    ranks = launch_ranks()
+    if ranks is None or ranks[0] == 0 or any(kv and kv[0] == "hydra.output_subdir" for kv in map(_split, args)):
+        return args
+    return [*args, "hydra.output_subdir=null"]

@@ -7,6 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import ConfigError
+from dmf.core.launch_time import launch_time
 from dmf.models.registry import SIZES, check_split, parse_name
 from dmf.objectives.dmf_loss import JVP_MODES
 from dmf.objectives.weighting import PAIRS
@@ -45,6 +46,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("dmf.if_positive", lambda value, then, other: then if float(value) > 0 else other)
     if not OmegaConf.has_resolver("dmf.first_set"):  # e.g. mode=collect's folder: dir= if given, else the table's
         OmegaConf.register_new_resolver("dmf.first_set", lambda *values: next(v for v in values if v is not None))
+    if not OmegaConf.has_resolver("dmf.launch_time"):  # a run folder's stamp, the same on every torchrun rank
+        OmegaConf.register_new_resolver("dmf.launch_time", launch_time)
 
 
 def _number(cfg, key, lo=None, hi=None, integer=False):

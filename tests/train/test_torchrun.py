@@ -1,0 +1,74 @@
+"""torchrun starts every rank as its own `python run.py`: the ranks must still make one run, in one folder, with
+one record."""
+import threading
+from datetime import timedelta
+
+import pytest
+import torch
+from torch.distributed import TCPStore
+
+from dmf.command_line import command_line
+from dmf.core.launch_time import KEY, launch_time
+from tests.helpers import run_python
+
+TORCHRUN = ("-m", "torch.distributed.run", "--nproc_per_node=2")
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_that_start_apart_train_into_one_folder(tmp_path):
+    """Without run_dir=: rank 1 starts 1.5 s after rank 0 and still finds rank 0's folder (it used to stamp its
+    own outputs/<experiment>/<time>/ with a .hydra/ and run.log in it)."""
+    run_python("tests/train/late_rank.py", "experiment=digits_dmf", "debug=tiny", "model.depth=2", "model.dmf_depth=1",
+               "trainer.accelerator=cpu", "trainer.max_steps=2", launcher=TORCHRUN, cwd=tmp_path, check=True)
+    runs = list((tmp_path / "outputs" / "digits_dmf").iterdir())
+    assert len(runs) == 1, runs
+    run = runs[0]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert [p.name for p in (run / "config_history").iterdir()] == ["attempt_001"]
+
+
+def test_only_rank_zero_writes_the_runs_record(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert command_line(["run_dir=a"]) == ["run_dir=a", "hydra.run.dir=a"]
+    monkeypatch.setenv("RANK", "1")
+    assert command_line(["run_dir=a"]) == ["run_dir=a", "hydra.run.dir=a", "hydra.output_subdir=null"]
+    assert command_line(["hydra.output_subdir=rec"]) == ["hydra.output_subdir=rec"]  # typed: left as typed
+
+
+@pytest.fixture
+def agent_store(monkeypatch):
+    """A store like the one torchrun's agent serves, and the variables torchrun gives rank `RANK`."""
+    store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=30))
+    for key, value in {"TORCHELASTIC_USE_AGENT_STORE": "True", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(store.port), "WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(key, value)
+    launch_time.cache_clear()
+    yield store
+    launch_time.cache_clear()
+
+
+def test_a_later_rank_takes_rank_zeros_stamp(agent_store, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    threading.Timer(0.5, agent_store.set, (KEY + "%Y", "1999")).start()  # rank 0 publishes after rank 1 asks
+    assert launch_time("%Y") == "1999"
+
+
+def test_rank_zero_keeps_a_stamp_already_published(agent_store, monkeypatch):
+    """An agent restart reruns rank 0 against the same store: the run goes on in its folder."""
+    monkeypatch.setenv("RANK", "0")
+    agent_store.set(KEY + "%Y", "1999")
+    assert launch_time("%Y") == "1999"
+
+
+def test_rank_zero_publishes_its_own_time(agent_store, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    stamp = launch_time("%Y-%m-%d_%H-%M-%S")
+    assert agent_store.get(KEY + "%Y-%m-%d_%H-%M-%S").decode() == stamp
+
+
+def test_one_process_stamps_its_own_time(monkeypatch):
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
+    launch_time.cache_clear()
+    assert launch_time("%Y") == str(__import__("datetime").datetime.now().year)
