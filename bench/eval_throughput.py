@@ -7,6 +7,10 @@ CPU (recorded in bench/results/eval_cpu.md):
 GPU, the paper's setting (DMF-XL/2 at 256, SD-VAE decode, Inception; add dinov2 for FD-DINOv2):
     PYTHONPATH=. python bench/eval_throughput.py --device cuda --model DMFT-XL/2 --resolution 256 --vae sd \
         --features inception,dinov2 --batch 256 --num-samples 4096 --precision tf32 --out bench/results/eval_gpu.md
+The network alone (--vae latent: SD latent shapes, no decode, no features) with CUDA graphs (model.compile's
+modes; compile time is printed and excluded from the rate by the warm-up):
+    PYTHONPATH=. python bench/eval_throughput.py --device cuda --model DMFT-XL/2 --resolution 256 --vae latent \
+        --features none --batch 256 --num-samples 4096 --precision bf16 --compile reduce-overhead
 """
 import argparse
 import statistics
@@ -21,6 +25,7 @@ from dmf.eval.generation.loop import Plan, Renderer, run
 from dmf.eval.scoring.metrics import Frechet, InceptionScore
 from dmf.eval.scoring.scorer import Scorer
 from dmf.models import SIZES, build_model, parse_name
+from dmf.models.compile import MODES
 from dmf.sampling import build_sampler
 from bench.machine import machine_name
 
@@ -45,6 +50,13 @@ class RandomSDVAE(torch.nn.Module):
 class Identity:
     def decode(self, z):
         return z
+
+
+class LatentChannels:
+    """--vae latent: no decoder; the first three latent channels stand in for RGB (uint8 conversion needs 1 or 3)."""
+
+    def decode(self, z):
+        return z[:, :3]
 
 
 def random_inception(tmp: Path) -> InceptionV3:
@@ -75,7 +87,8 @@ def main():
     p.add_argument("--model", default="DMFT-T/2")
     p.add_argument("--resolution", type=int, default=8, help="image size (latent = resolution / 8 with --vae sd)")
     p.add_argument("--channels", type=int, default=1, help="image channels for --vae identity")
-    p.add_argument("--vae", choices=["identity", "sd"], default="identity")
+    p.add_argument("--vae", choices=["identity", "sd", "latent"], default="identity",
+                   help="identity: pixel-space model; sd: SD-VAE decode; latent: SD latent shapes, not decoded")
     p.add_argument("--features", default="inception", help="comma list of inception, dinov2; or none")
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--batch", type=int, default=64)
@@ -83,17 +96,19 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="tf32")
     p.add_argument("--decode-precision", choices=["fp32", "bf16"], default="fp32", help="eval.decode_precision")
+    p.add_argument("--compile", choices=["none", *MODES], default="none", help="model.compile (none: eager)")
     p.add_argument("--out", help="append a markdown row block to this file")
     a = p.parse_args()
     device = torch.device(a.device)
     torch.backends.cuda.matmul.allow_tf32 = a.precision != "fp32"
     torch.backends.cudnn.allow_tf32 = a.precision != "fp32"
-    latent, channels = (a.resolution // 8, 4) if a.vae == "sd" else (a.resolution, a.channels)
+    latent, channels = (a.resolution // 8, 4) if a.vae in ("sd", "latent") else (a.resolution, a.channels)
     tiny = {"depth": 3, "hidden_size": 32, "num_heads": 2} if a.model.startswith("DMFT-T") else {}
     depth = tiny.get("depth") or SIZES[parse_name(a.model)[1]][0]
-    net = build_model(a.model, input_size=latent, in_channels=channels, num_classes=1000 if a.vae == "sd" else 10,
-                      dmf_depth=20 if depth == 28 else (2 * depth) // 3, **tiny).to(device).eval()  # XL: 20 of 28
-    vae = RandomSDVAE().to(device).eval() if a.vae == "sd" else Identity()
+    net = build_model(a.model, input_size=latent, in_channels=channels, num_classes=10 if a.vae == "identity" else 1000,
+                      dmf_depth=20 if depth == 28 else (2 * depth) // 3, compile=a.compile != "none" and a.compile,
+                      **tiny).to(device).eval()  # XL: 20 of 28
+    vae = {"sd": lambda: RandomSDVAE().to(device).eval(), "latent": LatentChannels, "identity": Identity}[a.vae]()
     with tempfile.TemporaryDirectory() as tmp:
         exts, metrics = {}, {}
         for name in [f for f in a.features.split(",") if f and f != "none"]:
@@ -107,7 +122,8 @@ def main():
     plan = Plan(a.num_samples, 0, (channels, latent, latent), net.num_classes, a.batch, chunk_size=a.num_samples)
     render = Renderer(net, build_sampler("euler", steps=a.steps), vae, device,
                       torch.bfloat16 if a.precision == "bf16" else None, decode_precision=a.decode_precision)
-    run(Plan(a.batch, 0, plan.shape, plan.num_classes, a.batch), render, scorer, log=lambda m: None)  # warm-up
+    warm = 3 * a.batch if a.compile != "none" else a.batch  # CUDA graph trees record on a later call than the first
+    run(Plan(warm, 0, plan.shape, plan.num_classes, a.batch), render, scorer, log=lambda m: None)  # warm-up
     rates = []
     for _ in range(a.repeats):
         if device.type == "cuda":
@@ -119,8 +135,9 @@ def main():
         rates.append(a.num_samples / (time.perf_counter() - t))
     median = statistics.median(rates)
     machine = machine_name(device)
+    compiled = "" if a.compile == "none" else f" / compile {a.compile}"
     line = (f"| {machine} | {a.model} {a.resolution}px ({channels}x{latent}x{latent}) | {a.vae} | "
-            f"{a.features} | {a.steps} | {a.batch} | {a.precision} / decode {a.decode_precision} | {median:.1f} | "
+            f"{a.features} | {a.steps} | {a.batch} | {a.precision} / decode {a.decode_precision}{compiled} | {median:.1f} | "
             f"{', '.join(f'{r:.1f}' for r in rates)} |")
     print(line)
     if a.out:

@@ -6,6 +6,8 @@
 #   train   the front door: run.py experiment=dmf_xl_256 data=synthetic, 60 steps, steady-state img/s
 #   512     DMF-XL/2 step at 512 (qk-norm), batch 16: auto:eager joint and split JVP vs math:eager
 #   decode  SD-VAE decode fp32 vs bf16 (time, uint8 difference)
+#   eval    1-NFE generation img/s, DMF-XL/2 at 256, batch 256: the network alone eager / compiled / CUDA graphs
+#           (model.compile=reduce-overhead), and end to end (bf16 decode + Inception) with CUDA graphs
 #   compile DMF-XL/2 step at 256, batch 32: auto:eager vs auto:compile (compile time), with a profile
 # Usage (repo root): bash bench/gpu_all.sh            all parts, or PARTS="step train" bash bench/gpu_all.sh
 # Results: markdown blocks appended to $RESULTS/*.md (default: $OUT if set, the device tool's folder that comes
@@ -14,7 +16,7 @@
 set -uo pipefail  # no -e: a failing part must not lose the other parts' numbers
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
-PARTS=${PARTS:-tests attn step train 512 decode compile}
+PARTS=${PARTS:-tests attn step train 512 decode eval compile}
 RESULTS=${RESULTS:-${OUT:-bench/results}}
 mkdir -p "$RESULTS"
 if [ -d .whl ]; then
@@ -36,7 +38,8 @@ part() {  # part NAME TIMEOUT_S CMD...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$LOG"
 $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$LOG"
 
-part tests 150 $PY -m pytest -q -x -p no:cacheprovider tests/kernels tests/models/test_jvp_and_attention.py
+part tests 150 $PY -m pytest -q -x -p no:cacheprovider tests/kernels tests/models/test_jvp_and_attention.py \
+    tests/models/test_compile_modes.py
 part attn 120 $PY bench/attention_jvp.py --lengths 256,1024 --batch 16 --heads 16 --head-dim 72 \
     --out "$RESULTS/attention_jvp_$CARD.md"
 part step 180 $PY bench/dmf_step.py --model DMFT-XL/2 --resolution 256 --batch 32 --warmup 3 --iters 8 \
@@ -51,6 +54,10 @@ part train 240 bash -c "$PY bench/init_checkpoint.py --model DMFT-XL/2 --input-s
 part 512 180 $PY bench/dmf_step.py --model DMFT-XL/2 --resolution 512 --qk-norm --batch 16 --sample-batch 64 \
     --warmup 2 --iters 5 --configs auto:eager,auto:eager:split,math:eager --out "$RESULTS/dmf_step_$CARD.md"
 part decode 90 $PY bench/decode_precision.py --resolution 256 --batch 64 --out "$RESULTS/decode_precision_$CARD.md"
+EVAL="$PY bench/eval_throughput.py --device cuda --model DMFT-XL/2 --resolution 256 --batch 256 --num-samples 2048 \
+    --precision bf16 --out $RESULTS/eval_$CARD.md"
+part eval 300 bash -c "for c in none default reduce-overhead; do $EVAL --vae latent --features none --compile \$c; done && \
+    $EVAL --vae sd --features inception --decode-precision bf16 --compile reduce-overhead"
 part compile 420 $PY bench/dmf_step.py --model DMFT-XL/2 --resolution 256 --batch 32 --warmup 3 --iters 8 \
     --configs auto:eager,auto:compile --profile auto:compile --out "$RESULTS/dmf_step_$CARD.md" \
     --json "$RESULTS/dmf_step_256_compile_$CARD.json"

@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import ConfigError
 from dmf.core.launch_time import launch_time
+from dmf.models.compile import compile_mode
 from dmf.models.registry import SIZES, check_split, parse_name
 from dmf.objectives.dmf_loss import JVP_MODES
 from dmf.objectives.weighting import PAIRS
@@ -62,6 +63,7 @@ def _number(cfg, key, lo=None, hi=None, integer=False):
 def validate_model(cfg: DictConfig) -> None:
     m, d = cfg.model, cfg.data
     family, size, patch = parse_name(m.name)
+    compile_mode(m.get("compile", False))
     check_split(m.name, m.get("dmf_depth"))
     depth = m.get("depth") or SIZES[size][0]
     if family == "DMFT":

@@ -1,6 +1,6 @@
 """Model names such as `DMFT-XL/2`, `MF-L/2` or `SiT-B/4` -> constructed networks."""
 from dmf.core.errors import ConfigError
-from dmf.models.compile import compile_network
+from dmf.models.compile import compile_mode, compile_network
 from dmf.models.dmft import DMFT
 from dmf.models.meanflow import MeanFlowTransformer
 from dmf.models.sit import SiT
@@ -59,10 +59,10 @@ def build_model(
     repa_depth: int = 8,
     z_dims: tuple[int, ...] | list[int] = (),
     projector_dim: int = 2048,
-    compile: bool = False,
+    compile: bool | str = False,
 ):
     """Build a DMFT, MF (MeanFlow baseline) or SiT; depth/hidden_size/num_heads default to the named size;
-    `compile`: torch.compile it."""
+    `compile`: torch.compile it (true, or a torch.compile mode: dmf.models.compile)."""
     family, size, patch = parse_name(name)
     d, h, nh = SIZES[size]
     common = dict(
@@ -77,4 +77,5 @@ def build_model(
         net = MeanFlowTransformer(**common)
     else:
         net = SiT(repa_depth=repa_depth, z_dims=tuple(z_dims), projector_dim=projector_dim, **common)
-    return compile_network(net) if compile else net
+    mode = compile_mode(compile)
+    return compile_network(net, mode=mode) if mode else net

@@ -7,6 +7,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dmf.core.errors import UsageError
+from dmf.models.compile import CUDA_GRAPH_MODES
 from dmf.models.hub import resolve_path
 from dmf.train.batch import BatchError, BatchLayout, batch_layout, resolve_devices
 from dmf.train.slurm import cpu_tasks_allocated
@@ -108,9 +109,18 @@ def check_data(datamodule) -> None:
         raise PreflightError(f"data: {err} (data.root or DMF_DATA choose the folder)") from None
 
 
+def check_compile(cfg: DictConfig) -> None:
+    mode = cfg.model.get("compile")
+    if mode in CUDA_GRAPH_MODES:
+        raise PreflightError(f"model.compile={mode} records CUDA graphs, which are offered for generation (mode=eval, "
+                             f"mode=sample), not for the training step's JVP and backward; train with model.compile=true "
+                             f"(or max-autotune-no-cudagraphs) and evaluate with model.compile={mode}")
+
+
 def preflight(cfg: DictConfig) -> BatchLayout:
     """Everything mode=train can check before building the model; returns the batch layout."""
     check_mandatory(cfg)
+    check_compile(cfg)
     check_devices(cfg)
     check_files(cfg)
     return layout(cfg)
