@@ -15,6 +15,14 @@ def launch_ranks() -> tuple[int, int, int] | None:
     return None
 
 
+def torchrun_layout() -> tuple[int, int] | None:
+    """(processes per node, nodes) of a torchrun launch (it starts the processes itself); None otherwise."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ or "LOCAL_WORLD_SIZE" not in os.environ:
+        return None
+    per_node = int(os.environ["LOCAL_WORLD_SIZE"])
+    return per_node, int(os.environ.get("WORLD_SIZE", per_node)) // per_node
+
+
 def rank_and_world(trainer=None) -> tuple[int, int]:
     """Global rank and world size: from the Lightning trainer, else torch.distributed, else the launcher."""
     if trainer is not None:

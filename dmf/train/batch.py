@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dmf.core.ranks import torchrun_layout
+
 
 class BatchError(ValueError):
     pass
@@ -50,7 +52,11 @@ def batch_layout(global_batch: int, world_size: int, max_per_device: int | None 
 
 
 def resolve_devices(devices, accelerator: str = "auto") -> int:
-    """How many processes Lightning will start on this node for trainer.devices / trainer.accelerator."""
+    """How many processes Lightning will start on this node for trainer.devices / trainer.accelerator. Under
+    torchrun, which starts them itself, `auto` is its --nproc_per_node (on a CPU Lightning's `auto` would be 1:
+    every rank a run of its own)."""
+    if (torchrun := torchrun_layout()) and devices in ("auto", -1, "-1"):
+        return torchrun[0]
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     uses_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
     if devices in ("auto", -1, "-1"):

@@ -10,6 +10,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.build import build_network, build_objective
 from dmf.core.errors import MissingFileError, ResultExistsError
+from dmf.core.ranks import torchrun_layout
+from dmf.train.batch import resolve_devices
 from dmf.train.guards import run_guards
 from dmf.train.loggers import log_run_config
 from dmf.train.module import TrainModule
@@ -28,6 +30,8 @@ def trainer_kwargs(cfg: DictConfig, accumulate: int) -> dict:
     if kw.get("precision") == "auto":
         kw["precision"] = "bf16-mixed" if torch.cuda.is_available() else "32-true"
     kw["accumulate_grad_batches"] = accumulate
+    if torchrun_layout():  # the processes torchrun started, not Lightning's own reading of `auto`
+        kw["devices"] = resolve_devices(kw["devices"], kw["accelerator"])
     every, steps = kw.get("log_every_n_steps"), kw.get("max_steps", -1)
     if isinstance(every, int) and 0 < steps < every:  # a run shorter than the interval would log nothing
         kw["log_every_n_steps"] = steps

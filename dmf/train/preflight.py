@@ -7,6 +7,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dmf.core.errors import UsageError
+from dmf.core.ranks import torchrun_layout
 from dmf.models.compile import CUDA_GRAPH_MODES
 from dmf.models.hub import resolve_path
 from dmf.train.batch import BatchError, BatchLayout, batch_layout, resolve_devices
@@ -71,6 +72,15 @@ def check_devices(cfg: DictConfig) -> None:
     if t.accelerator in ("auto", "gpu", "cuda") and gpus and asked > gpus:
         raise PreflightError(f"trainer.devices={t.devices} but this machine has {gpus} GPU(s); set trainer.devices="
                              f"{gpus} (the global batch is kept by data.global_batch_size)")
+    if (torchrun := torchrun_layout()) is not None:
+        per_node, nodes = torchrun
+        if (asked, int(t.num_nodes)) != (per_node, nodes):
+            raise PreflightError(
+                f"torchrun started {per_node} process(es) per node on {nodes} node(s), but trainer.devices={t.devices} "
+                f"x trainer.num_nodes={t.num_nodes} lays the run out for {asked} x {t.num_nodes}: set "
+                f"trainer.devices={per_node} (or auto) trainer.num_nodes={nodes}, or match torchrun's --nproc_per_node "
+                f"and --nnodes to them")
+        return  # torchrun started the processes: the CPU check below is about processes Lightning would start
     if t.accelerator == "auto" and not gpus and asked > 1 and not cpu_tasks_allocated(asked):
         raise PreflightError(f"trainer.devices={t.devices} but this machine has no GPU (it would start {asked} CPU "
                              f"processes); set trainer.devices=1, or trainer.accelerator=cpu trainer.devices={asked} "

@@ -9,9 +9,34 @@ from torch.distributed import TCPStore
 
 from dmf.command_line import command_line
 from dmf.core.launch_time import KEY, launch_time
-from tests.helpers import run_python
+from tests.helpers import compose_config, run_python
+from tests.train.two_ranks import DMF, assert_data_parallel_step, run_two_ranks, save_init
 
 TORCHRUN = ("-m", "torch.distributed.run", "--nproc_per_node=2")
+
+
+@pytest.mark.slow
+def test_torchrun_trains_one_data_parallel_run(tmp_path):
+    """`torchrun --nproc_per_node=2 run.py ...` with trainer.devices left at auto, on a CPU: one DDP run of the
+    stated global batch (Lightning's own `auto` is one CPU device, which made each rank a whole run of its own)."""
+    init = save_init(DMF, tmp_path / "init.pt")
+    records = run_two_ranks(DMF, [], init, tmp_path, torchrun=True)
+    assert_data_parallel_step(DMF, init, records)
+
+
+@pytest.mark.parametrize("typed, message", [
+    (["trainer.devices=1"], "trainer.devices=1 x trainer.num_nodes=1 lays the run out for 1 x 1"),
+    (["trainer.num_nodes=2"], "trainer.devices=auto x trainer.num_nodes=2 lays the run out for 2 x 2"),
+])
+def test_a_trainer_layout_torchrun_did_not_start_is_refused(typed, message, monkeypatch):
+    from dmf.train.preflight import PreflightError, check_devices
+
+    for key, value in {"TORCHELASTIC_RUN_ID": "x", "LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(key, value)
+    cfg = compose_config(["experiment=digits_dmf", "trainer.accelerator=cpu", *typed])
+    with pytest.raises(PreflightError, match="torchrun started 2 process\\(es\\) per node on 1 node\\(s\\)") as err:
+        check_devices(cfg)
+    assert message in str(err.value)
 
 
 @pytest.mark.slow

@@ -1,7 +1,5 @@
 """Two CPU ranks (gloo) through run.py, as a user starts them, with the Recorder callback; and the reference
 that a data-parallel step must equal: one process on the concatenated batch with the same per-sample draws."""
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -10,9 +8,8 @@ from hydra.utils import instantiate
 from dmf.build import build_objective
 from dmf.models import load_pretrained
 from dmf.objectives.draws import concat
-from tests.helpers import compose_config
+from tests.helpers import compose_config, run_python
 
-ROOT = Path(__file__).parents[2]
 TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "model.dmf_depth=1",
         "callbacks.progress.refresh_rate=0"]
 DMF = ["experiment=digits_dmf", *TINY, "data.global_batch_size=16", "guidance.omega=0.6", "objective.cfg_prob=0.3"]
@@ -24,15 +21,17 @@ def save_init(overrides: list[str], path: Path) -> Path:
     return path
 
 
-def run_two_ranks(overrides: list[str], strategy: list[str], init: Path, out: Path, steps: int = 3) -> list[dict]:
-    """Train `steps` steps on 2 ranks from `init`; the per-rank records (batch, draws, gradients, final state)."""
-    proc = subprocess.run(
-        [sys.executable, "run.py", *overrides, *strategy, "trainer.devices=2", "trainer.accelerator=cpu",
-         f"trainer.max_steps={steps}", f"ckpt={init}", f"hydra.run.dir={out / 'run'}",
-         "+callbacks.record._target_=tests.train.recorder.Recorder", f"+callbacks.record.path={out / 'rec'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def run_two_ranks(overrides: list[str], strategy: list[str], init: Path, out: Path, steps: int = 3,
+                  torchrun: bool = False) -> list[dict]:
+    """Train `steps` steps on 2 ranks from `init`; the per-rank records (batch, draws, gradients, final state).
+    Lightning starts the second rank (trainer.devices=2), or torchrun starts both (trainer.devices left auto)."""
+    if torchrun:
+        launcher, devices = ("-m", "torch.distributed.run", "--nproc_per_node=2"), []
+    else:
+        launcher, devices = (), ["trainer.devices=2", "trainer.accelerator=cpu"]
+    proc = run_python("run.py", *overrides, *strategy, *devices, f"trainer.max_steps={steps}", f"ckpt={init}",
+                      f"hydra.run.dir={out / 'run'}", "+callbacks.record._target_=tests.train.recorder.Recorder",
+                      f"+callbacks.record.path={out / 'rec'}", check=True, launcher=launcher)
     assert "global batch 16 = 2 device(s) x 8 per device x 1 accumulation step(s)" in proc.stdout
     return [torch.load(out / "rec" / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
 
