@@ -99,6 +99,12 @@ def _original_config(ckpt: str, key: str, run_dir: Path) -> dict | None:
     return OmegaConf.to_container(OmegaConf.load(first)) if first.exists() else None
 
 
+def say(message: str) -> None:
+    """Once per run, not once per rank."""
+    if rank_zero_only.rank == 0:
+        print(message, flush=True)
+
+
 def check_resume(cfg: DictConfig, ckpt: str | None) -> list[str]:
     """Call before building anything. Records this attempt; on a resume, raises ResumeConflict if an immutable key
     differs from the checkpoint's config, and returns (and prints) the changed mutable keys."""
@@ -111,7 +117,7 @@ def check_resume(cfg: DictConfig, ckpt: str | None) -> list[str]:
     key = "resume" if cfg.get("resume") not in (None, "auto") else "resume=auto"
     original = _original_config(ckpt, key, run_dir)
     if original is None:
-        print(f"[dmf] resume from {ckpt}: it records no config (an older checkpoint); changes cannot be checked")
+        say(f"[dmf] resume from {ckpt}: it records no config (an older checkpoint); changes cannot be checked")
         if rank_zero_only.rank == 0:
             record_attempt(run_dir, new, "accepted (resume, unchecked)", ckpt)
         return []
@@ -127,8 +133,8 @@ def check_resume(cfg: DictConfig, ckpt: str | None) -> list[str]:
     if rank_zero_only.rank == 0:
         record_attempt(run_dir, new, "accepted (resume)", ckpt)
     if changed:
-        print(f"[dmf] resuming {ckpt} with changed settings (applied):\n  " + "\n  ".join(changed))
+        say(f"[dmf] resuming {ckpt} with changed settings (applied):\n  " + "\n  ".join(changed))
     if new.get("ckpt") not in (None, original.get("ckpt")):  # typed for this resume, not the run's own
-        print(f"[dmf] ckpt={new.get('ckpt')} is not used: a resume continues from {ckpt}, its own weights (the run "
+        say(f"[dmf] ckpt={new.get('ckpt')} is not used: a resume continues from {ckpt}, its own weights (the run "
               f"started from ckpt={original.get('ckpt')}); ckpt= initialises new runs")
     return changed

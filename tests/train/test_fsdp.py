@@ -10,8 +10,8 @@ import torch
 from hydra.utils import instantiate
 
 from dmf.models import load_pretrained
-from tests.helpers import compose_config
-from tests.train.two_ranks import DMF, ROOT, TINY, assert_data_parallel_step, run_two_ranks, save_init
+from tests.helpers import ROOT, compose_config
+from tests.train.two_ranks import DMF, TINY, assert_data_parallel_step, run_two_ranks, save_init
 
 
 def assert_ddp_layout(overrides: list[str], ckpt) -> dict:
