@@ -68,6 +68,8 @@ def train(cfg: DictConfig) -> TrainModule:
     check_data(datamodule)
     # the EMA copy is in eval mode on purpose; Lightning would warn about it at every start
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
+    # our datamodules resume mid-epoch themselves (dmf/data/resume_position.py); Lightning cannot see that
+    warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable.*")
     # Lightning prints its messages through its own handler; Hydra's root handler would repeat each one
     logging.getLogger("lightning").propagate = False
     L.seed_everything(cfg.seed, workers=True)  # the initial weights; per-rank draws are seeded in TrainModule
