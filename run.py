@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from dmf.command_line import command_line
 from dmf.config import register_resolvers, validate, validate_choices
 from dmf.core.errors import UsageError
+from dmf.core.launch import start_job
 from dmf.core.run_history import restore_launch_record
 
 register_resolvers()
@@ -21,6 +22,7 @@ register_resolvers()
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig):
+    start_job()
     try:
         hc = HydraConfig.get()
         validate_choices(cfg, hc.runtime.choices, list(hc.overrides.task))

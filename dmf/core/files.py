@@ -4,9 +4,14 @@ never half of either. And folder locks, for work that jobs running at once may s
 import fcntl
 import json
 import os
+import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from dmf.core.launch import launch_id, leads_launch
+from dmf.core.ranks import launch_ranks
 
 
 @contextmanager
@@ -42,12 +47,48 @@ def write_json_atomic(path: str | os.PathLike, obj, **dumps_kwargs) -> Path:
 
 @contextmanager
 def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
-    """Exclusive use of `folder` across processes (sweep jobs sharing a stage): the second waits for the first."""
+    """Exclusive use of `folder` across launches (sweep jobs sharing a stage): the second waits for the first.
+    Within a launch of several processes (DDP ranks, which train and evaluate in step), rank 0 holds it for all:
+    the other ranks wait until it does, then go on beside it (waiting on the lock itself, they would never come
+    to the training that rank 0, holding it, waits for them in)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    launch = launch_id()
+    _entries[launch, folder.resolve()] += 1  # every rank of a launch enters the same locks in the same order
+    holder = f"{launch} #{_entries[launch, folder.resolve()]}"
+    owner = folder / ".lock.owner"
+    if not leads_launch():
+        _follow(owner, holder)
+        yield folder
+        return
     with open(folder / ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
+        held = os.environ.get(HELD, "")
+        os.environ[HELD] = f"{held}{holder}\n"  # what a process Lightning starts now finds its rank 0 holding
         try:
+            write_text_atomic(owner, holder)
             yield folder
         finally:
+            os.environ[HELD] = held
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+HELD = "DMF_HELD_LOCKS"
+_entries: Counter[tuple[str, Path]] = Counter()
+_caught_up = False  # a process Lightning started has come to a lock its rank 0 held when starting it
+
+
+def _follow(owner: Path, holder: str) -> None:
+    """A rank other than 0 goes on once its rank 0 holds the lock. A process that Lightning started (trainer.devices=N)
+    replays its job from the start: the locks its rank 0 had already left when starting it are passed as they are."""
+    global _caught_up
+    if launch_ranks() is None and not _caught_up:
+        _caught_up = holder in os.environ.get(HELD, "").splitlines()
+        return
+    start, said = time.monotonic(), False
+    while not (owner.exists() and owner.read_text() == holder):
+        if not said and time.monotonic() - start > 30:
+            print(f"[dmf] waiting for rank 0 of this launch to take the lock on {owner.parent} (another job may "
+                  f"hold it)", flush=True)
+            said = True
+        time.sleep(0.5)

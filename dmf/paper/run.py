@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from dmf.config import validate
 from dmf.core.errors import ConfigError
 from dmf.core.files import folder_lock, write_json_atomic, write_text_atomic
+from dmf.core.launch import leads_launch
 from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides, row_spec, table_root
 from dmf.train.resume_guard import finished_differences
 
@@ -123,6 +124,8 @@ def run_row(cfg: DictConfig) -> dict:
     eval_cfg = compose_stage([*overrides, f"run_dir={job_dir}", f"eval.out_dir={job_dir / 'eval'}",
                               f"eval.steps=[{','.join(map(str, nfes))}]"], extra)
     evaluate(eval_cfg)
+    if not leads_launch():  # rank 0 writes the results; another rank could read them before they exist
+        return {}
     metric = paper.metric
     ours = {int(r["steps"]): r.get(metric) for r in eval_results(job_dir / "eval") if int(r["steps"]) in nfes}
     record = {"table": paper.name, "row": paper.row, "label": spec.label, "metric": metric,

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from dmf.config import validate
 from dmf.core.errors import ConfigError
 from dmf.core.files import folder_lock, write_json_atomic
+from dmf.core.launch import leads_launch
 
 log = logging.getLogger("dmf.pipeline")
 
@@ -178,6 +179,8 @@ def evaluate_stage(row: DictConfig, spec: DictConfig, overrides: list[str], ckpt
     validate(cfg)
     with folder_lock(ckpt.parent.parent):
         evaluate(cfg)
+    if not leads_launch():  # rank 0 writes the results; another rank could read them before they exist
+        return []
     records = []
     for k in row.steps:
         result = json.loads(next(out.glob(f"*_{int(k)}/result.json")).read_text())
@@ -220,6 +223,8 @@ def run(cfg: DictConfig) -> list[dict]:
             raise ConfigError(f"pipeline.evaluate row {dict(row)} names stage {row.stage!r}, not one of {list(stages)}")
         spec = stages[row.stage]
         rows += evaluate_stage(row, spec, [*taken[row.stage], *spec.get("overrides", [])], ckpts[row.stage])
+    if not leads_launch():
+        return rows
     table = markdown_table(rows)
     (run_dir / "results.md").write_text(f"# {cfg.pipeline.title}\n\n{table}\n")
     write_json_atomic(run_dir / "results.json", {"rows": rows, "stages": {n: str(Path(c).parent.parent) for n, c in ckpts.items()}},

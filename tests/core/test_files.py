@@ -43,3 +43,30 @@ def test_folder_lock_makes_a_second_process_wait(tmp_path):
                               stdout=subprocess.PIPE) for _ in range(2)]
     spans = sorted(tuple(map(float, p.communicate(timeout=60)[0].split())) for p in procs)
     assert spans[1][0] >= spans[0][1], spans  # the second entered after the first left
+
+
+def test_a_rank_other_than_zero_waits_for_its_own_rank_zero_not_for_the_lock(tmp_path, monkeypatch):
+    """DDP ranks train in step: rank 0 holds the folder for its launch; rank 1 must not take the lock itself (it
+    deadlocked: the holder waited in DDP for rank 1), nor go on while another launch holds the folder."""
+    import threading
+
+    from dmf.core.files import folder_lock
+    from dmf.core.launch import launch_id
+
+    for key, value in {"TORCHELASTIC_RUN_ID": "abc", "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(key, value)
+    folder = tmp_path / "flow-abc"
+    folder.mkdir()
+    (folder / ".lock.owner").write_text("torchrun other-launch restart 0 job 1 #1")
+    entered = threading.Event()
+
+    def rank_one():
+        with folder_lock(folder):
+            entered.set()
+
+    thread = threading.Thread(target=rank_one, daemon=True)
+    thread.start()
+    assert not entered.wait(1.5)  # another launch holds it
+    (folder / ".lock.owner").write_text(f"{launch_id()} #1")  # what this launch's rank 0 writes on taking it
+    assert entered.wait(5)
+    thread.join(5)

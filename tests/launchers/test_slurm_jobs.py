@@ -1,6 +1,7 @@
 """Jobs on a real SLURM cluster (`make test-slurm` starts one on loopback), submitted the way a user does:
 `python run.py -m hydra/launcher=slurm_cpu ...` through hydra-submitit-launcher."""
 import csv
+import json
 import os
 import re
 import subprocess
@@ -20,12 +21,12 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 THREADS = {"OMP_NUM_THREADS": "1"}  # jobs and local reference runs sum floats in the same order (sbatch passes env)
 
 
-def submit(sweep_dir: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def submit(sweep_dir: Path, *overrides: str, timeout: int = 600,
+           base: tuple[str, ...] = ("experiment=digits_dmf", *TINY)) -> subprocess.CompletedProcess:
     """Blocks until every job of the sweep is done, as `python run.py -m` does."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", **THREADS}
     out = subprocess.run(
-        [sys.executable, "run.py", "-m", "hydra/launcher=slurm_cpu", "experiment=digits_dmf", *TINY,
-         f"hydra.sweep.dir={sweep_dir}", *overrides],
+        [sys.executable, "run.py", "-m", "hydra/launcher=slurm_cpu", *base, f"hydra.sweep.dir={sweep_dir}", *overrides],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:] + submitit_logs(sweep_dir, 2000)
     return out
@@ -131,6 +132,19 @@ def test_two_tasks_per_node_is_a_two_process_lightning_job(tmp_path):
     (run_dir,) = job_dirs(tmp_path)
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 2
+
+
+def test_a_paper_row_of_two_tasks_trains_its_stage_and_itself_in_step(tmp_path):
+    """A row job's tasks are the ranks of its trainings: the stage and row folders are locked by rank 0 for the
+    job (each task taking the lock itself deadlocked: the holder waited in DDP for the others, which waited for the
+    lock), and rank 0 alone writes the row's result."""
+    submit(tmp_path, "paper.row=dmf", f"paper.root={tmp_path}", "hydra.launcher.tasks_per_node=2",
+           "hydra.launcher.cpus_per_task=1", "trainer.max_steps=2", "trainer.accelerator=auto", "hydra.launcher.mem_gb=2",
+           base=("paper=digits_ablation", "debug=tiny"))
+    logs = submitit_logs(tmp_path)
+    assert logs.count("global batch 16 = 2 device(s) x 8 per device") == 2, logs[-3000:]  # the stage, then the row
+    result = json.loads((tmp_path / "dmf" / "paper_row.json").read_text())
+    assert sorted(result["ours"]) == ["1", "2"] and all(v > 0 for v in result["ours"].values()), result
 
 
 def test_a_requeued_job_loses_no_step_and_ends_with_the_uninterrupted_weights(tmp_path):

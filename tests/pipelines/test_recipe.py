@@ -169,3 +169,20 @@ def test_rerun_with_other_flow_inputs_redoes_both_stages_and_keeps_the_old_ones(
     assert (again.stdout + again.stderr).count("finished earlier with the same config and parent") == 2
     assert {p.name for p in store.glob("*-*") if (p / "stage.json").exists()} == after
 
+
+
+@pytest.mark.slow
+def test_the_embedded_default_on_two_processes_and_its_rerun_with_the_flow_stage_reused(tmp_path):
+    """`python run.py trainer.devices=2`: Lightning starts rank 1, which reruns the pipeline beside rank 0. Rank 0
+    holds each stage's lock for both (each rank taking it itself deadlocked: the holder waited in DDP for the other).
+    The rerun with a key only the DMF stage takes reuses the flow stage, which rank 0 had left before starting
+    rank 1, and trains DMF on two processes again."""
+    common = ["debug=tiny", "trainer.devices=2", "trainer.accelerator=cpu", f"hydra.run.dir={tmp_path / 'run'}"]
+    first = run_python("run.py", *common, check=True, timeout=240)
+    assert first.stdout.count("global batch 16 = 2 device(s) x 8 per device") == 2  # flow, then DMF
+    assert first.stdout.count("[dmf] results:") == 1  # rank 0 writes and prints the table
+    second = run_python("run.py", *common, "guidance.omega=0.5", check=True, timeout=240)
+    assert second.stdout.count("global batch 16 = 2 device(s) x 8 per device") == 1
+    assert "stage flow: finished earlier with the same config and parent" in second.stdout + second.stderr
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
+    assert [(r["stage"], r["steps"]) for r in rows] == [("flow", 1), ("dmf", 1), ("dmf", 2)]
