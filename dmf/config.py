@@ -48,7 +48,9 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("dmf.first_set"):  # e.g. mode=collect's folder: dir= if given, else the table's
         OmegaConf.register_new_resolver("dmf.first_set", lambda *values: next(v for v in values if v is not None))
     if not OmegaConf.has_resolver("dmf.launch_time"):  # a run folder's stamp, the same on every torchrun rank
-        OmegaConf.register_new_resolver("dmf.launch_time", launch_time)
+        # use_cache, as Hydra's own `now`: the value travels inside the config to SLURM jobs, which would otherwise
+        # stamp their own time and so another sweep folder
+        OmegaConf.register_new_resolver("dmf.launch_time", launch_time, use_cache=True)
 
 
 def _number(cfg, key, lo=None, hi=None, integer=False):

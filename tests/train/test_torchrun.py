@@ -40,17 +40,20 @@ def test_a_trainer_layout_torchrun_did_not_start_is_refused(typed, message, monk
 
 
 @pytest.mark.slow
-def test_torchrun_ranks_that_start_apart_train_into_one_folder(tmp_path):
+@pytest.mark.parametrize("sweep", [False, True])
+def test_torchrun_ranks_that_start_apart_train_into_one_folder(tmp_path, sweep):
     """Without run_dir=: rank 1 starts 1.5 s after rank 0 and still finds rank 0's folder (it used to stamp its
-    own outputs/<experiment>/<time>/ with a .hydra/ and run.log in it)."""
-    run_python("tests/train/late_rank.py", "experiment=digits_dmf", "debug=tiny", "model.depth=2", "model.dmf_depth=1",
-               "trainer.accelerator=cpu", "trainer.max_steps=2", launcher=TORCHRUN, cwd=tmp_path, check=True)
-    runs = list((tmp_path / "outputs" / "digits_dmf").iterdir())
+    own outputs/<experiment>/<time>/ with a .hydra/ and run.log in it); with -m, rank 0's sweep folder."""
+    steps = ["trainer.max_steps=1,2"] if sweep else ["trainer.max_steps=2"]
+    run_python("tests/train/late_rank.py", *(["-m"] if sweep else []), "experiment=digits_dmf", "debug=tiny", "model.depth=2", "model.dmf_depth=1",
+               *steps, launcher=TORCHRUN, cwd=tmp_path, check=True)
+    runs = list((tmp_path / ("multirun" if sweep else "outputs") / "digits_dmf").iterdir())
     assert len(runs) == 1, runs
-    run = runs[0]
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
-    assert (run / ".hydra" / "config.yaml").is_file()
-    assert [p.name for p in (run / "config_history").iterdir()] == ["attempt_001"]
+    jobs = sorted(runs[0].glob("*trainer.max_steps=*")) if sweep else runs
+    for job, steps_done in zip(jobs, [1, 2] if sweep else [2]):
+        assert torch.load(job / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == steps_done
+        assert (job / ".hydra" / "config.yaml").is_file()
+        assert [p.name for p in (job / "config_history").iterdir()] == ["attempt_001"]
 
 
 def test_only_rank_zero_writes_the_runs_record(monkeypatch):
