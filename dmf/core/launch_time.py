@@ -1,6 +1,7 @@
-"""The time stamp in a run's folder name (hydra.run.dir), one per launch. Under torchrun every rank runs Hydra
-and would stamp its own `now`: ranks that start on either side of a second wrote their records to folders of their
-own. Rank 0's time reaches the others through the store torchrun's agent already serves."""
+"""The time stamp in a run's or a sweep's folder name (hydra.run.dir, hydra.sweep.dir), one per launch. Under
+torchrun every rank runs Hydra and would stamp its own `now`: ranks that start on either side of a second wrote
+their records to folders of their own. Rank 0's time reaches the others through the store torchrun's agent
+already serves."""
 import functools
 import os
 from datetime import datetime, timedelta
