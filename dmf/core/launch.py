@@ -5,6 +5,7 @@ import os
 import socket
 import time
 
+from dmf.core.errors import ConfigError
 from dmf.core.ranks import launch_ranks
 
 _jobs = 0  # jobs this process has started (a sweep without a launcher runs them one after another in one process)
@@ -38,3 +39,10 @@ def launch_id() -> str:
     else:  # another env:// launcher
         launch = f"env {env.get('MASTER_ADDR')}:{env.get('MASTER_PORT')}"
     return f"{launch} job {_jobs}"
+
+
+def require_one_process(mode: str) -> None:
+    """For modes that read and write single files (export, collect): N processes would each write them."""
+    if (ranks := launch_ranks()) is not None and ranks[1] > 1:
+        raise ConfigError(f"mode={mode} runs in one process, but this launch started {ranks[1]} (torchrun or "
+                          f"srun -n): start it as `python run.py mode={mode} ...`")

@@ -16,6 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import ConfigError
+from dmf.core.launch import require_one_process
 from dmf.eval.report import collect as eval_rows
 
 log = logging.getLogger("dmf.collect")
@@ -154,6 +155,7 @@ def plot_against(rows: list[dict], key: str, metric: str, root: Path) -> Path:
 
 def collect(cfg: DictConfig) -> dict:
     """mode=collect: a sweep's folder (dir=) or a paper table (paper=<table>)."""
+    require_one_process("collect")
     if cfg.get("paper") is not None:
         if cfg.get("dir") is not None:
             raise ConfigError("mode=collect takes dir=<sweep folder> or paper=<table>, not both")

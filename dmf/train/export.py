@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import ConfigError, ResultExistsError
+from dmf.core.launch import require_one_process
 from dmf.models.checkpoint import load_weights
 from dmf.models.hub import resolve_path
 
@@ -22,6 +23,7 @@ SUFFIXES = (".pt", ".safetensors", ".yaml")
 def export(cfg: DictConfig, out: str | None = None, overwrite: bool = False) -> dict[str, Path]:
     from safetensors.torch import save_file
 
+    require_one_process("export")
     if not cfg.get("ckpt"):
         raise ConfigError("mode=export needs ckpt=<run>/checkpoints/last.ckpt (or any checkpoint with EMA weights)")
     src = Path(resolve_path(cfg.ckpt, key="ckpt"))

@@ -100,3 +100,17 @@ def test_one_process_stamps_its_own_time(monkeypatch):
     monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
     launch_time.cache_clear()
     assert launch_time("%Y") == str(__import__("datetime").datetime.now().year)
+
+
+@pytest.mark.parametrize("mode", ["export", "collect"])
+def test_single_file_modes_refuse_a_launch_of_several_processes(mode, monkeypatch, tmp_path):
+    """Each process would write the same files (under torchrun rank 1 failed on rank 0's export, 'would replace')."""
+    from hydra.utils import instantiate
+
+    from dmf.core.errors import ConfigError
+
+    for key, value in {"RANK": "1", "WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(key, value)
+    cfg = compose_config([f"mode={mode}", f"ckpt={tmp_path / 'last.ckpt'}"] + ([f"dir={tmp_path}"] if mode == "collect" else []))
+    with pytest.raises(ConfigError, match=f"mode={mode} runs in one process, but this launch started 2"):
+        instantiate(cfg.mode)(cfg)
