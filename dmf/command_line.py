@@ -1,7 +1,7 @@
 """What run.py does to the command line before Hydra parses it: rules about values Hydra would take otherwise
 than the user means, each with one clear error or the one reading that can be meant."""
 from dmf.core.errors import ConfigError
-from dmf.core.ranks import launch_ranks
+from dmf.core.launch import leads_launch
 
 
 def command_line(args: list[str]) -> list[str]:
@@ -75,7 +75,6 @@ def with_one_record(args: list[str]) -> list[str]:
     """Only rank 0 of a torchrun or `srun -n N` launch writes the run's record (.hydra/): the ranks share its folder,
     and another rank rewriting the record could race rank 0 copying it into config_history/. Lightning's own rank
     relaunches (trainer.devices=N) pass the same override."""
-    ranks = launch_ranks()
-    if ranks is None or ranks[0] == 0 or any(kv and kv[0] == "hydra.output_subdir" for kv in map(_split, args)):
+    if leads_launch() or any(kv and kv[0] == "hydra.output_subdir" for kv in map(_split, args)):
         return args
     return [*args, "hydra.output_subdir=null"]

@@ -64,8 +64,8 @@ def run_python(script: str, *args: str, cwd: Path = ROOT, check: bool = False, t
     before the script, e.g. ("-m", "torch.distributed.run", "--nproc_per_node=2") for torchrun."""
     env = {key: value for key, value in os.environ.items() if key not in unset}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, *launcher, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True,
-                         timeout=timeout, env=env)
+    out = subprocess.run([sys.executable, *launcher, str(ROOT / script), *args], cwd=cwd, capture_output=True,
+                         text=True, timeout=timeout, env=env)
     if check:
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     return out

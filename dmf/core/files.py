@@ -53,9 +53,9 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
     to the training that rank 0, holding it, waits for them in)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    launch = launch_id()
-    _entries[launch, folder.resolve()] += 1  # every rank of a launch enters the same locks in the same order
-    holder = f"{launch} #{_entries[launch, folder.resolve()]}"
+    entry = launch_id(), folder.resolve()
+    _entries[entry] += 1  # every rank of a launch enters the same locks in the same order
+    holder = f"{entry[0]} #{_entries[entry]}"
     owner = folder / ".lock.owner"
     if not leads_launch():
         _follow(owner, holder)

@@ -35,7 +35,8 @@ def launch_id() -> str:
     elif "TORCHELASTIC_RUN_ID" in env:
         launch = f"torchrun {env['TORCHELASTIC_RUN_ID']} restart {env.get('TORCHELASTIC_RESTART_COUNT', 0)}"
     elif "RANK" not in env:  # srun's tasks
-        launch = f"slurm {env.get('SLURM_JOB_ID')}.{env.get('SLURM_STEP_ID')} restart {env.get('SLURM_RESTART_COUNT', 0)}"
+        launch = (f"slurm {env.get('SLURM_JOB_ID')}.{env.get('SLURM_STEP_ID')} "
+                  f"restart {env.get('SLURM_RESTART_COUNT', 0)}")
     else:  # another env:// launcher
         launch = f"env {env.get('MASTER_ADDR')}:{env.get('MASTER_PORT')}"
     return f"{launch} job {_jobs}"

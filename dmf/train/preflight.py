@@ -123,8 +123,8 @@ def check_compile(cfg: DictConfig) -> None:
     mode = cfg.model.get("compile")
     if mode in CUDA_GRAPH_MODES:
         raise PreflightError(f"model.compile={mode} records CUDA graphs, which are offered for generation (mode=eval, "
-                             f"mode=sample), not for the training step's JVP and backward; train with model.compile=true "
-                             f"(or max-autotune-no-cudagraphs) and evaluate with model.compile={mode}")
+                             f"mode=sample), not for the training step's JVP and backward; train with "
+                             f"model.compile=true (or max-autotune-no-cudagraphs) and evaluate with model.compile={mode}")
 
 
 def preflight(cfg: DictConfig) -> BatchLayout:

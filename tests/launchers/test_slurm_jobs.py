@@ -139,7 +139,8 @@ def test_a_paper_row_of_two_tasks_trains_its_stage_and_itself_in_step(tmp_path):
     job (each task taking the lock itself deadlocked: the holder waited in DDP for the others, which waited for the
     lock), and rank 0 alone writes the row's result."""
     submit(tmp_path, "paper.row=dmf", f"paper.root={tmp_path}", "hydra.launcher.tasks_per_node=2",
-           "hydra.launcher.cpus_per_task=1", "trainer.max_steps=2", "trainer.accelerator=auto", "hydra.launcher.mem_gb=2",
+           "hydra.launcher.cpus_per_task=1", "trainer.max_steps=2", "trainer.accelerator=auto",
+           "hydra.launcher.mem_gb=2",
            base=("paper=digits_ablation", "debug=tiny"))
     logs = submitit_logs(tmp_path)
     assert logs.count("global batch 16 = 2 device(s) x 8 per device") == 2, logs[-3000:]  # the stage, then the row

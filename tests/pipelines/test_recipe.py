@@ -56,7 +56,8 @@ def test_the_recipe_drops_its_own_keys_from_the_command_line(tmp_path):
 @pytest.mark.parametrize("override, fix", [("ckpt", "pipeline.stages.flow.ckpt="), ("resume", "resumes by itself")])
 def test_a_stage_key_typed_for_the_whole_pipeline_is_refused_not_dropped(tmp_path, override, fix):
     """`python run.py ckpt=<flow ckpt>` must not train both stages from scratch as if it had not been typed."""
-    out = run_python("run.py", "debug=tiny", f"{override}={tmp_path / 'flow.ckpt'}", f"hydra.run.dir={tmp_path / 'run'}")
+    out = run_python("run.py", "debug=tiny", f"{override}={tmp_path / 'flow.ckpt'}",
+                     f"hydra.run.dir={tmp_path / 'run'}")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert f"error: {override}=" in out.stderr and fix in out.stderr, out.stderr
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "run.log"]  # nothing trained
@@ -168,7 +169,6 @@ def test_rerun_with_other_flow_inputs_redoes_both_stages_and_keeps_the_old_ones(
     again = run_cli(*args)  # same inputs: both stages are reused, nothing new is trained
     assert (again.stdout + again.stderr).count("finished earlier with the same config and parent") == 2
     assert {p.name for p in store.glob("*-*") if (p / "stage.json").exists()} == after
-
 
 
 @pytest.mark.slow

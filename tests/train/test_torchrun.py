@@ -1,7 +1,7 @@
 """torchrun starts every rank as its own `python run.py`: the ranks must still make one run, in one folder, with
 one record."""
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import torch
@@ -10,9 +10,7 @@ from torch.distributed import TCPStore
 from dmf.command_line import command_line
 from dmf.core.launch_time import KEY, launch_time
 from tests.helpers import compose_config, run_python
-from tests.train.two_ranks import DMF, assert_data_parallel_step, run_two_ranks, save_init
-
-TORCHRUN = ("-m", "torch.distributed.run", "--nproc_per_node=2")
+from tests.train.two_ranks import DMF, TORCHRUN, assert_data_parallel_step, run_two_ranks, save_init
 
 
 @pytest.mark.slow
@@ -45,8 +43,8 @@ def test_torchrun_ranks_that_start_apart_train_into_one_folder(tmp_path, sweep):
     """Without run_dir=: rank 1 starts 1.5 s after rank 0 and still finds rank 0's folder (it used to stamp its
     own outputs/<experiment>/<time>/ with a .hydra/ and run.log in it); with -m, rank 0's sweep folder."""
     steps = ["trainer.max_steps=1,2"] if sweep else ["trainer.max_steps=2"]
-    run_python("tests/train/late_rank.py", *(["-m"] if sweep else []), "experiment=digits_dmf", "debug=tiny", "model.depth=2", "model.dmf_depth=1",
-               *steps, launcher=TORCHRUN, cwd=tmp_path, check=True)
+    run_python("tests/train/late_rank.py", *(["-m"] if sweep else []), "experiment=digits_dmf", "debug=tiny",
+               "model.depth=2", "model.dmf_depth=1", *steps, launcher=TORCHRUN, cwd=tmp_path, check=True)
     runs = list((tmp_path / ("multirun" if sweep else "outputs") / "digits_dmf").iterdir())
     assert len(runs) == 1, runs
     jobs = sorted(runs[0].glob("*trainer.max_steps=*")) if sweep else runs
@@ -99,7 +97,7 @@ def test_rank_zero_publishes_its_own_time(agent_store, monkeypatch):
 def test_one_process_stamps_its_own_time(monkeypatch):
     monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
     launch_time.cache_clear()
-    assert launch_time("%Y") == str(__import__("datetime").datetime.now().year)
+    assert launch_time("%Y") == str(datetime.now().year)
 
 
 @pytest.mark.parametrize("mode", ["export", "collect"])
@@ -111,6 +109,7 @@ def test_single_file_modes_refuse_a_launch_of_several_processes(mode, monkeypatc
 
     for key, value in {"RANK": "1", "WORLD_SIZE": "2"}.items():
         monkeypatch.setenv(key, value)
-    cfg = compose_config([f"mode={mode}", f"ckpt={tmp_path / 'last.ckpt'}"] + ([f"dir={tmp_path}"] if mode == "collect" else []))
+    folder = [f"dir={tmp_path}"] if mode == "collect" else []
+    cfg = compose_config([f"mode={mode}", f"ckpt={tmp_path / 'last.ckpt'}", *folder])
     with pytest.raises(ConfigError, match=f"mode={mode} runs in one process, but this launch started 2"):
         instantiate(cfg.mode)(cfg)

@@ -12,6 +12,7 @@ from tests.helpers import compose_config, run_python
 
 TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "model.dmf_depth=1",
         "callbacks.progress.refresh_rate=0"]
+TORCHRUN = ("-m", "torch.distributed.run", "--nproc_per_node=2")  # python's arguments that make it torchrun
 DMF = ["experiment=digits_dmf", *TINY, "data.global_batch_size=16", "guidance.omega=0.6", "objective.cfg_prob=0.3"]
 
 
@@ -26,7 +27,7 @@ def run_two_ranks(overrides: list[str], strategy: list[str], init: Path, out: Pa
     """Train `steps` steps on 2 ranks from `init`; the per-rank records (batch, draws, gradients, final state).
     Lightning starts the second rank (trainer.devices=2), or torchrun starts both (trainer.devices left auto)."""
     if torchrun:
-        launcher, devices = ("-m", "torch.distributed.run", "--nproc_per_node=2"), []
+        launcher, devices = TORCHRUN, []
     else:
         launcher, devices = (), ["trainer.devices=2", "trainer.accelerator=cpu"]
     proc = run_python("run.py", *overrides, *strategy, *devices, f"trainer.max_steps={steps}", f"ckpt={init}",
