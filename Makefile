@@ -21,8 +21,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) run.py
 
-# the whole suite, slow end-to-end tests included, on two workers (pytest-xdist): 4.6 min on the 2-core
-# reference machine against 6.8 min in one process
+# the whole suite, slow end-to-end tests included, on two workers (pytest-xdist): about 7.5 min on the 2-core
+# reference machine (2026-11-27)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2
 
@@ -46,8 +46,8 @@ eval-official: $(STAMP)
 	$(PY) -m torch.distributed.run --nproc_per_node=$(NPROC) run.py mode=eval experiment=dmf_xl_512 eval=imagenet512 \
 		ckpt=hf://kyungmnlee/DMF/dmf_xl_2_512.pt eval.out_dir=evals/dmf_xl_2_512 hydra.run.dir=evals/dmf_xl_2_512/hydra
 
-# the L/2 ablation in miniature on the digits (MF vs DMF x model guidance x REPA init), budgeted for ~15 min on 2
-# free CPU cores (measured: 36 min on a loaded shared 2-core machine);
+# the L/2 ablation in miniature on the digits (MF vs DMF x model guidance x REPA init): about 7 min on 2 free CPU
+# cores (README; 36 min measured once on a loaded shared 2-core machine);
 # the table lands in paper_runs/digits_ablation/digits_ablation.md
 paper-digits: $(STAMP)
 	$(PY) run.py -m paper=digits_ablation

@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from dmf.command_line import command_line
-from dmf.config import register_resolvers, validate, validate_choices
+from dmf.config import register_resolvers, validate, validate_choices, validate_typed
 from dmf.core.errors import UsageError
 from dmf.core.launch import start_job
 from dmf.core.run_history import restore_launch_record
@@ -26,6 +26,7 @@ def main(cfg: DictConfig):
     try:
         hc = HydraConfig.get()
         validate_choices(cfg, hc.runtime.choices, list(hc.overrides.task))
+        validate_typed(cfg, list(hc.overrides.task))
         validate(cfg)
         return hydra.utils.instantiate(cfg.mode)(cfg)
     except UsageError as err:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement of issue 11 in one go on one lent GPU (about 8 minutes on an H100 / H200):
+# Every GPU measurement of issue 11 in one go on one lent GPU (about 9 minutes on an H100 / H200):
 #   tests   the fused JVP attention tests on the card (bf16 / fp16 / fp32, L = 37 ... 1024)
 #   attn    attention + JVP micro-benchmark: fused vs math, L = 256 / 1024, d 72, batch 16, 16 heads
 #   step    DMF-XL/2 step at 256, batch 32: math:eager (baseline) vs auto:eager, joint and split JVP, with a profile

@@ -1,4 +1,5 @@
 """Every experiment composes and builds; bad configs fail early with one clear message."""
+import re
 from functools import partial
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 
 from dmf.command_line import command_line
-from dmf.config import ConfigError, validate
+from dmf.config import ConfigError, validate, validate_typed
 from tests.helpers import CONF, compose_config, run_python
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -43,6 +44,8 @@ def test_paper_settings_reach_the_built_objects(tmp_path):
     ("sampler.steps=0", r"sampler.steps=0 must lie in \[1, None\]"),
     ("model.name=DMFT-XXL/2", "model.name='DMFT-XXL/2' is not <family>-<size>/<patch>"),
     ("objective=fm", "objective=fm trains a flow model .* set guidance=none"),
+    ("model.depth=0", r"model.depth=0 must lie in \[1, None\]"),  # not the named size's depth in disguise
+    ("optim.warmup_steps=-5", r"optim.warmup_steps=-5 must lie in \[0, None\]"),
 ])
 def test_bad_configs_fail_with_one_clear_message(override, message, tmp_path):
     cfg = compose_config(["experiment=dmf_xl_256", f"run_dir={tmp_path}", override])
@@ -87,6 +90,35 @@ def test_guidance_files_build_through_target_without_a_type_key(tmp_path):
     assert "omega" not in compose_config(["experiment=digits_flow"]).guidance  # none has no options of its own
     # README ablation `guidance=none,mg` on an experiment that sets omega: none ignores the experiment's options
     assert type(instantiate(compose_config(["experiment=dmf_xl_256", "guidance=none"]).guidance)).__name__ == "NoGuidance"
+
+
+@pytest.mark.parametrize("model", ["dmft", "sit", "mf"])
+def test_every_model_family_takes_model_compile(model):
+    assert compose_config([f"model={model}", "model.compile=true"]).model.compile is True
+
+
+@pytest.mark.parametrize("guidance, omega", [("mg", 0.6), ("distill", 2.5)])
+def test_the_digits_omega_stays_with_model_guidance(guidance, omega):
+    """digits_dmf's omega 0.2 is a preset of model guidance (guidance=mg_digits): choosing another guidance gives
+    that guidance's own omega, not 0.2 read as a CFG scale of the teacher."""
+    assert compose_config(["experiment=digits_dmf"]).guidance.omega == 0.2
+    assert compose_config(["experiment=digits_dmf", f"guidance={guidance}"]).guidance.omega == omega
+
+
+@pytest.mark.parametrize("typed, message", [
+    (["mode=sample", "experiment=dmf_xl_256", "sampler.steps=2"], "eval.steps=[1, 2, 4] lists the step counts"),
+    (["mode=train", "sampler.steps=2"], "not used by mode=train"),
+    (["mode=train", "experiment=dmf_xl_256", "guidance=none", "guidance.g_max=0.5"], "guidance=none has no options"),
+    (["mode=train", "experiment=digits_flow", "time.P_mean_r=-0.8"], "objective=fm (a flow model) draws one time"),
+])
+def test_a_typed_key_the_mode_would_not_read_is_refused(typed, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_typed(compose_config(typed), typed)
+
+
+def test_sampler_steps_is_read_where_eval_steps_is_null():
+    typed = ["mode=eval", "sampler.steps=2"]
+    validate_typed(compose_config(typed), typed)
 
 
 def test_root_defaults_are_the_digits_setting(tmp_path):

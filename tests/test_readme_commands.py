@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from dmf.config import validate
+from dmf.config import validate, validate_typed
 from tests.helpers import compose_config
 
 ROOT = Path(__file__).parents[1]
@@ -47,4 +47,6 @@ def test_the_readme_has_commands():
 @pytest.mark.parametrize("cmd", COMMANDS)
 def test_readme_command_composes_and_validates(cmd, tmp_path):
     for overrides in jobs(cmd):
-        validate(compose_config([*overrides, f"run_dir={tmp_path}"]))
+        cfg = compose_config([*overrides, f"run_dir={tmp_path}"])
+        validate(cfg)
+        validate_typed(cfg, overrides)  # a key typed where the mode would not read it is refused

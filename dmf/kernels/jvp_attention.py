@@ -1,6 +1,6 @@
 """Fused attention with a forward-mode derivative: `jvp_attention(q, k, v)` = softmax(q k^T / sqrt(d)) v.
 
-Why our own kernel and not the `jvp-flash-attention` package (measured in /work/shared/ENV-NOTES.md): it
+Why our own kernel and not the `jvp-flash-attention` package (0.14.0, measured on CPU in Triton's interpreter: docs/performance.md): it
 returns silently wrong rows when L is not a multiple of 32 (the digits models have L = 16; any other
 resolution / patch size may not be a multiple either), its shape checks are asserts that vanish under
 `python -O`, it rejects head dim 72 (XL) so a wrapper must pad to 128 anyway, it crashes when only some

@@ -40,12 +40,13 @@ def hf_cache_dir() -> Path:
     return Path(home).expanduser() / "hub"
 
 
-def resolve_path(uri: str | os.PathLike, key: str | None = None) -> Path:
-    """A local file for `uri`; hf:// URIs are downloaded once into the huggingface_hub cache. `key`: the config key
-    that named it, put at the front of the error, a usage error run.py prints as one line (MissingFileError, a
-    FileNotFoundError; or ConfigError, a ValueError, for a malformed hf:// URI)."""
+def resolve_path(uri: str | os.PathLike, key: str | None = None, download: bool = True) -> Path:
+    """A local file for `uri`; hf:// URIs are downloaded once into the huggingface_hub cache (`download=False`: read
+    from the cache only). `key`: the config key that named it, put at the front of the error, a usage error run.py
+    prints as one line (MissingFileError, a FileNotFoundError; or ConfigError, a ValueError, for a malformed hf://
+    URI)."""
     try:
-        return _resolve(str(uri))
+        return _resolve(str(uri), download)
     except (FileNotFoundError, ValueError) as err:
         if key is None:
             raise
@@ -53,7 +54,7 @@ def resolve_path(uri: str | os.PathLike, key: str | None = None) -> Path:
         raise usage(f"{key}: {err}") from None
 
 
-def _resolve(uri: str) -> Path:
+def _resolve(uri: str, download: bool) -> Path:
     if not uri.startswith(HF_PREFIX):
         path = Path(uri).expanduser()
         if not path.exists():
@@ -69,9 +70,9 @@ def _resolve(uri: str) -> Path:
     fix = (f"run `hf download {repo_id} {filename}"
            f"{' --repo-type ' + repo_type if repo_type else ''}{' --revision ' + revision if revision else ''}` "
            f"on a connected machine and copy its cache to {cache} (HF_HOME / HF_HUB_CACHE), or pass a local path")
-    if downloads_off():
-        raise FileNotFoundError(f"{uri} is not in the huggingface_hub cache {cache} and {offline_variable()} is set. "
-                                f"Fix: {fix}.")
+    if downloads_off() or not download:
+        why = f"{offline_variable()} is set" if downloads_off() else "downloads are off for it"
+        raise FileNotFoundError(f"{uri} is not in the huggingface_hub cache {cache} and {why}. Fix: {fix}.")
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename, revision=revision, repo_type=repo_type,
                                     cache_dir=cache))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from dmf.core.errors import ConfigError
 from dmf.paper.spec import RESULT_FILE, paper_values, table_root
 
 log = logging.getLogger("dmf.paper")
@@ -34,6 +35,10 @@ def table_rows(paper: DictConfig) -> list[dict]:
     rows = []
     for name, spec in paper.rows.items():
         record = read_row(root / name)
+        if record and record.get("metric", paper.metric) != paper.metric:  # its `ours` are values of that metric
+            raise ConfigError(f"row {name} was scored in {record['metric']} ({root / name / RESULT_FILE}), but "
+                              f"paper.metric={paper.metric} would label those values as {paper.metric}: collect with "
+                              f"paper.metric={record['metric']}, or run the row again with paper.metric={paper.metric}")
         published = paper_values(spec)
         for nfe in nfes:
             ours = record["ours"].get(nfe) if record else None

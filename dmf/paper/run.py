@@ -16,7 +16,7 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.config import validate
+from dmf.config import override_key, validate
 from dmf.core.errors import ConfigError
 from dmf.core.files import folder_lock, write_json_atomic, write_text_atomic
 from dmf.core.launch import leads_launch
@@ -25,16 +25,37 @@ from dmf.train.resume_guard import finished_differences
 
 # command-line keys that belong to the launch, not to the stages (each row names its own experiment)
 OWN_KEYS = ("paper", "mode", "hydra", "experiment")
+# keys each row sets itself: typed for the table they would be overridden or would detach the row from its results
+ROW_KEYS = {
+    "ckpt": "each row names its checkpoint or its init; the table's input files are paper.inputs.<name>=<file> "
+            "(see the table's conf/paper/<table>.yaml)",
+    "resume": "a row resumes its own <paper.root>/<row>/checkpoints/last.ckpt by itself",
+    "eval.steps": "the rows are scored at the table's NFEs: paper.nfe=[1,2]",
+    "eval.out_dir": "a row's results are <paper.root>/<row>/eval, which mode=collect reads: paper.root=<folder> "
+                    "moves the table",
+}
+ROW_KEYS["sampler.steps"] = ROW_KEYS["eval.steps"]
 
 
 def command_line_overrides() -> list[str]:
     """The job's overrides the user typed (and sweeps set), minus the ones that choose the table and row."""
     out = []
     for o in HydraConfig.get().overrides.task:
-        key = o.split("=", 1)[0].lstrip("+~")
+        key = override_key(o)
+        if key in ROW_KEYS:
+            raise ConfigError(f"{o}: {ROW_KEYS[key]}")
         if key.split(".")[0].split("/")[0] not in OWN_KEYS:
             out.append(o)
     return out
+
+
+def check_metrics(paper: DictConfig, cfg: DictConfig) -> None:
+    """Before any training: the table's metrics must be ones the row's evaluation computes."""
+    have = list(cfg.eval.metrics)
+    missing = [m for m in [paper.metric, *(paper.get("extra_metrics") or [])] if m not in have]
+    if missing:
+        raise ConfigError(f"paper.metric / paper.extra_metrics name {missing}, which row {paper.row}'s evaluation "
+                          f"does not compute (eval.metrics={have}): add them to eval.metrics or choose among {have}")
 
 
 def compose_stage(overrides: list[str], extra: list[str]) -> DictConfig:
@@ -109,6 +130,7 @@ def run_row(cfg: DictConfig) -> dict:
     job_dir = Path(cfg.run_dir)
     extra = command_line_overrides()
     overrides = row_overrides(paper, spec)
+    check_metrics(paper, compose_stage([*overrides, f"run_dir={job_dir}"], extra))
     init = spec.get("init")
     if spec.get("train", False):
         stage = init if init in (paper.get("stages") or {}) else None

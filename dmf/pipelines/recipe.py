@@ -29,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.config import validate
+from dmf.config import override_key, validate
 from dmf.core.errors import ConfigError
 from dmf.core.files import folder_lock, write_json_atomic
 from dmf.core.launch import leads_launch
@@ -45,14 +45,15 @@ STAGE_KEYS = {
             "training; or train one stage from it: python run.py mode=train experiment=digits_dmf ckpt=<file>",
     "resume": "each stage resumes by itself from <stage dir>/checkpoints/last.ckpt when it was interrupted, and a "
               "finished stage is reused; to train a stage anew, use another run dir or remove its stage folder",
+    "eval.steps": "the recipe scores each stage at its own step counts (pipeline.evaluate, e.g. "
+                  "\"pipeline.evaluate=[{stage: dmf, steps: [1, 8]}]\"); or score a stage's checkpoint yourself: "
+                  "python run.py mode=eval ckpt=<run_dir>/dmf-<key>/checkpoints/last.ckpt eval.steps=[8]",
+    "eval.out_dir": "the recipe writes each stage's results beside its checkpoint (<stage dir>/eval/); run_dir=<folder> "
+                    "moves the whole run",
 }
+STAGE_KEYS["sampler.steps"] = STAGE_KEYS["eval.steps"]
 # parts of a stage's config that do not change its training (evaluation settings)
 NOT_TRAINING = ("run_dir", "ckpt", "mode", "pipeline", "sampler", "eval", "resume")
-
-
-def override_key(override: str) -> str:
-    """`+a.b=1` -> `a.b`; `hydra/launcher=x` -> `hydra/launcher`."""
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def parent_overrides(cfg: DictConfig) -> list[str]:

@@ -159,6 +159,9 @@ def collect(cfg: DictConfig) -> dict:
     if cfg.get("paper") is not None:
         if cfg.get("dir") is not None:
             raise ConfigError("mode=collect takes dir=<sweep folder> or paper=<table>, not both")
+        if cfg.collect.metric is not None:  # a table's rows carry the metric they were scored in
+            raise ConfigError(f"collect.metric={cfg.collect.metric} is for sweeps (dir=); a paper table shows "
+                              f"paper.metric, the metric its rows were scored in")
         from dmf.paper.collect import collect_table
 
         return collect_table(cfg.paper)

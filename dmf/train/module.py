@@ -8,6 +8,10 @@ from dmf.train.ema import ema_decay, make_ema, update_ema
 from dmf.train.fsdp import shard, unshard_for_step
 
 
+# what configure_optimizers and optimizer_step read: another key in optim / ema would do nothing
+OPTIONS = {"optim": ("lr", "betas", "weight_decay", "eps", "warmup_steps"), "ema": ("decay", "warmup")}
+
+
 class TrainModule(L.LightningModule):
     def __init__(self, net: torch.nn.Module, objective, optim: dict, ema: dict, seed: int = 0):
         super().__init__()

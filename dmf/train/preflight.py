@@ -1,6 +1,7 @@
 """Checks made in the launching process, before Lightning starts ranks or builds anything expensive: each
 failure is one message naming the key and the fix."""
 import re
+from pathlib import Path
 
 import torch
 
@@ -11,6 +12,7 @@ from dmf.core.ranks import torchrun_layout
 from dmf.models.compile import CUDA_GRAPH_MODES
 from dmf.models.hub import resolve_path
 from dmf.train.batch import BatchError, BatchLayout, batch_layout, resolve_devices
+from dmf.train.module import OPTIONS
 from dmf.train.slurm import cpu_tasks_allocated
 
 # What a user should pass for a mandatory value, by key.
@@ -127,9 +129,35 @@ def check_compile(cfg: DictConfig) -> None:
                              f"model.compile=true (or max-autotune-no-cudagraphs) and evaluate with model.compile={mode}")
 
 
+def check_options(cfg: DictConfig) -> None:
+    """optim and ema are read key by key: a misspelt key in an experiment file (or typed with +) would do nothing."""
+    for group, known in OPTIONS.items():
+        unknown = [k for k in cfg[group] if k not in known]
+        if unknown:
+            raise PreflightError(f"{group}.{unknown[0]} is not an option of {group} (it takes {', '.join(known)}); "
+                                 f"fix the name, e.g. in the experiment file that sets it")
+
+
+def check_checkpoint_folder(cfg: DictConfig) -> None:
+    """resume=auto, the final save, pipelines and paper rows read <run_dir>/checkpoints/last.ckpt: the callbacks
+    that write checkpoints must write there, and last.ckpt must be written."""
+    want = Path(cfg.run_dir) / "checkpoints"
+    for name in ("checkpoint", "requeue", "rolling_last"):
+        node = (cfg.get("callbacks") or {}).get(name)
+        if node is not None and node.get("dirpath") is not None and Path(node.dirpath) != want:
+            raise PreflightError(f"callbacks.{name}.dirpath={node.dirpath}: a run's checkpoints live in {want}, "
+                                 f"where resume=auto, pipelines and paper rows read them; to put them elsewhere, move "
+                                 f"the whole run with run_dir=<folder>")
+    if OmegaConf.select(cfg, "callbacks.checkpoint.save_last") is False:
+        raise PreflightError("callbacks.checkpoint.save_last=false: last.ckpt is what resumes and later stages read; "
+                             "to keep fewer files, raise callbacks.checkpoint.every_n_train_steps instead")
+
+
 def preflight(cfg: DictConfig) -> BatchLayout:
     """Everything mode=train can check before building the model; returns the batch layout."""
     check_mandatory(cfg)
+    check_options(cfg)
+    check_checkpoint_folder(cfg)
     check_compile(cfg)
     check_devices(cfg)
     check_files(cfg)

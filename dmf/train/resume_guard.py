@@ -21,8 +21,11 @@ from dmf.models.checkpoint import ARCHITECTURE_KEY, architecture, safe_load
 
 CONFIG_KEY = "dmf_config"
 IMMUTABLE = ("model", "objective", "data", "seed", "guidance", "time", "optim", "ema")
-MUTABLE_INSIDE = ("model.attention", "data.root", "data.on_error", "data.max_batch_per_device", "data.datamodule.num_workers",
-                  "data.datamodule.persistent_workers", "data.datamodule.prefetch_factor", "data.datamodule.pin_memory")
+MUTABLE_INSIDE = ("model.attention", "data.root", "data.on_error", "data.max_batch_per_device",
+                  # the datamodule's copies of data.root and data.on_error (${data.root}) move with them
+                  "data.datamodule.root", "data.datamodule.on_error", "data.datamodule.check_files",
+                  "data.datamodule.num_workers", "data.datamodule.persistent_workers", "data.datamodule.prefetch_factor",
+                  "data.datamodule.pin_memory")
 IGNORED = ("run_dir", "resume", "mode", "ckpt")  # ckpt only initialises a new run; a resume restores everything
 
 

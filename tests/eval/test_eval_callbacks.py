@@ -73,6 +73,12 @@ def test_with_eval_preset_builds_the_callbacks(tmp_path):
     # the training-time check scores what the experiment's eval group scores, on its monitor sample count
     assert callbacks["fid"].metrics == ["fd_digits", "class_acc"] and callbacks["fid"].num_samples == 1797
     assert callbacks["sample_grid"].steps == [1, 2, 4]
+    # ... with mode=eval's protocol: eval=digits scores balanced labels
+    fid = callbacks["fid"]
+    assert (fid.labels, fid.quantize, fid.decode_precision) == ("balanced", "floor", "fp32")
+    cfg = compose(["callbacks=with_eval", f"run_dir={tmp_path}", *TINY_MODEL, "eval=digits", "eval.quantize=round",
+                   "eval.decode_precision=bf16"])
+    assert (instantiate(cfg.callbacks.fid).quantize, instantiate(cfg.callbacks.fid).decode_precision) == ("round", "bf16")
 
 
 def test_sample_grid_sends_images_to_wandb(tmp_path, monkeypatch):

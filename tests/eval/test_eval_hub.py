@@ -64,3 +64,24 @@ def test_errors_name_the_config_key(tmp_path):
         resolve_path(str(tmp_path / "missing.pt"), key="guidance.teacher.ckpt")
     with pytest.raises(ValueError, match=r"^ckpt: 'hf://only-owner/file\.pt' is not hf://"):
         resolve_path("hf://only-owner/file.pt", key="ckpt")
+
+
+def test_feature_weights_by_hf_uri_do_not_download_with_download_weights_false(tmp_path, monkeypatch):
+    """eval.download_weights=false reaches hf:// weights too: a cache hit is used, a miss fails without a call."""
+    import huggingface_hub
+
+    from dmf.eval.scoring.features.weights import locate_weights
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("DMF_OFFLINE", raising=False)
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **kw: calls.append(kw))
+    snap = make_cache(tmp_path / "hub", repo="timm/dino", files=("model.safetensors",))
+    found = locate_weights("hf://timm/dino/model.safetensors", "x.pth", None, "DINOv2", "eval.dinov2_weights",
+                           download=False)
+    assert found == snap / "model.safetensors"
+    with pytest.raises(FileNotFoundError, match="eval.dinov2_weights .*downloads are off for it"):
+        locate_weights("hf://timm/dino/other.safetensors", "x.pth", None, "DINOv2", "eval.dinov2_weights",
+                       download=False)
+    assert calls == []

@@ -11,7 +11,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from dmf.config import validate
+from dmf.core.errors import ConfigError
 from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides
+from dmf.train.preflight import check_mandatory
 from tests.helpers import CONF, compose_config, run_python
 
 run_py = partial(run_python, "run.py", timeout=900)
@@ -45,6 +47,8 @@ def test_every_row_is_a_valid_run_of_the_model_it_names(table):
             assert type(net).__name__ == "MeanFlowTransformer", name
         init = spec.get("init")
         assert not init or init in (paper.get("stages") or {}) or str(init).startswith("/ckpts/"), name
+        if spec.get("train", False):  # what training asks before it starts: rows without init train from scratch
+            check_mandatory(compose_config([*overrides, *([f"ckpt=/ckpts/{name}.pt"] if init else [])]))
     for overrides in (paper.get("stages") or {}).values():
         validate(compose_config(list(overrides)))
 
@@ -138,3 +142,32 @@ def test_a_finished_row_is_reused_only_for_the_same_training(tmp_path):
     assert "trainer.max_steps: 2 -> 3" in changed.stderr and "paper.root=" in changed.stderr, changed.stderr
     assert len(list((tmp_path / "runs" / "_stages").iterdir())) == 1  # refused before training a new flow stage
     assert json.loads(record.read_text())["ours"] == json.loads(before)["ours"]
+
+
+@pytest.mark.parametrize("typed, fix", [("eval.steps=[4]", "paper.nfe="), ("ckpt=mine.ckpt", "paper.inputs.")])
+def test_a_key_each_row_sets_is_refused_when_typed_for_the_table(tmp_path, typed, fix):
+    """Typed after the row's own values, eval.steps=[4] would leave `ours` empty and ckpt= would score another
+    network under the row's label: refused before anything trains."""
+    out = run_py("-m", "paper=digits_ablation", "paper.row=dmf", "debug=tiny", typed, f"paper.root={tmp_path}",
+                 cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert f"error: {typed}: " in out.stderr and fix in out.stderr, out.stderr
+    assert not (tmp_path / "_stages").exists()
+
+
+def test_a_table_metric_the_rows_evaluation_does_not_compute_stops_before_training(tmp_path):
+    out = run_py("-m", "paper=digits_ablation", "paper.row=dmf", "debug=tiny", "paper.metric=fid",
+                 f"paper.root={tmp_path}", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "paper.metric / paper.extra_metrics name ['fid']" in out.stderr and "eval.metrics=" in out.stderr
+    assert not (tmp_path / "_stages").exists()
+
+
+def test_collect_refuses_to_label_a_rows_values_with_another_metric(tmp_path):
+    fake_row(tmp_path, "dmf_xl_256", {"1": 2.20})
+    cfg = compose_config(["mode=collect", "paper=main", f"paper.root={tmp_path}", "paper.metric=fd_dinov2"])
+    with pytest.raises(ConfigError, match="scored in fid .* collect with paper.metric=fid"):
+        instantiate(cfg.mode)(cfg)
+    cfg = compose_config(["mode=collect", "paper=main", f"paper.root={tmp_path}", "collect.metric=fd_dinov2"])
+    with pytest.raises(ConfigError, match="collect.metric=fd_dinov2 is for sweeps"):
+        instantiate(cfg.mode)(cfg)

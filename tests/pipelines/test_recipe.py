@@ -53,13 +53,16 @@ def test_the_recipe_drops_its_own_keys_from_the_command_line(tmp_path):
     assert parent_overrides(cfg) == ["+guidance.omega=0.6"]
 
 
-@pytest.mark.parametrize("override, fix", [("ckpt", "pipeline.stages.flow.ckpt="), ("resume", "resumes by itself")])
+@pytest.mark.parametrize("override, fix", [("ckpt=FLOW", "pipeline.stages.flow.ckpt="),
+                                           ("resume=FLOW", "resumes by itself"),
+                                           ("eval.steps=[8]", "pipeline.evaluate")])
 def test_a_stage_key_typed_for_the_whole_pipeline_is_refused_not_dropped(tmp_path, override, fix):
-    """`python run.py ckpt=<flow ckpt>` must not train both stages from scratch as if it had not been typed."""
-    out = run_python("run.py", "debug=tiny", f"{override}={tmp_path / 'flow.ckpt'}",
-                     f"hydra.run.dir={tmp_path / 'run'}")
+    """`python run.py ckpt=<flow ckpt>` must not train both stages from scratch as if it had not been typed, nor
+    `eval.steps=[8]` score the rows at their own step counts."""
+    override = override.replace("FLOW", str(tmp_path / "flow.ckpt"))
+    out = run_python("run.py", "debug=tiny", override, f"hydra.run.dir={tmp_path / 'run'}")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
-    assert f"error: {override}=" in out.stderr and fix in out.stderr, out.stderr
+    assert f"error: {override}:" in out.stderr and fix in out.stderr, out.stderr
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "run.log"]  # nothing trained
 
 

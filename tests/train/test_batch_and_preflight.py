@@ -5,7 +5,7 @@ from functools import partial
 import pytest
 
 from dmf.train.batch import BatchError, batch_layout
-from dmf.train.preflight import layout
+from dmf.train.preflight import PreflightError, layout, preflight
 from tests.helpers import compose_config, run_python
 
 
@@ -22,6 +22,10 @@ def test_batch_layout_splits_the_global_batch():
         batch_layout(256, 3)
     with pytest.raises(BatchError, match="32 per device, which trainer.accumulate_grad_batches=3 does not divide"):
         batch_layout(256, 8, None, 3)
+    # an explicit accumulation keeps the memory cap: 256 / (1 x 2) = 128 per device against a cap of 16
+    with pytest.raises(BatchError, match="gives 128 per device, above data.max_batch_per_device=16 .* set it to 16"):
+        batch_layout(256, 1, 16, 2)
+    assert batch_layout(256, 1, 16, 32).per_device == 8
 
 
 @pytest.mark.parametrize("extra,per_device,accumulate", [
@@ -45,6 +49,23 @@ def test_every_imagenet_experiment_states_a_global_batch_of_256():
 def test_the_per_device_batch_cannot_be_set_directly():
     with pytest.raises(Exception, match="data.datamodule.batch_size=4 is derived"):
         layout(compose_config(["experiment=digits_dmf", "+data.datamodule.batch_size=4"]))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["+optim.warmup_step=100"], "optim.warmup_step is not an option"),
+    (["+ema.decy=0.5"], "ema.decy is not an option of ema"),
+    # resume=auto, pipelines and paper rows read <run_dir>/checkpoints/last.ckpt
+    (["callbacks.checkpoint.dirpath=/elsewhere"], "callbacks.checkpoint.dirpath=/elsewhere: a run's checkpoints live in"),
+    (["callbacks.requeue.dirpath=/elsewhere"], "callbacks.requeue.dirpath=/elsewhere"),
+    (["callbacks.checkpoint.save_last=false"], "callbacks.checkpoint.save_last=false: last.ckpt is what resumes"),
+])
+def test_a_key_training_would_not_honour_stops_before_training(extra, message, tmp_path):
+    """optim and ema are plain dicts read key by key: `+optim.warmup_step` composes, and would train without warm-up;
+    checkpoints written elsewhere would not be found by the resume."""
+    with pytest.raises(PreflightError, match=message):
+        preflight(compose_config(["experiment=digits_dmf", f"run_dir={tmp_path}", *extra]))
+    preflight(compose_config(["experiment=digits_dmf", f"run_dir={tmp_path}", "optim.warmup_steps=100",
+                              f"callbacks.checkpoint.dirpath={tmp_path}/checkpoints"]))
 
 
 def test_a_required_checkpoint_is_required():

@@ -8,7 +8,7 @@ import torch
 
 from dmf.models import CheckpointMismatch
 from dmf.train.entry import train
-from dmf.train.resume_guard import ResumeConflict
+from dmf.train.resume_guard import ResumeConflict, compare, plain_config
 from tests.helpers import compose_config
 
 TINY = ["model.depth=2", "model.hidden_size=32", "model.num_heads=2", "data.global_batch_size=16",
@@ -52,6 +52,16 @@ def test_resume_applies_and_lists_mutable_changes(tmp_path, capsys):
     assert saved["dmf_config"]["trainer"]["max_steps"] == 3 and saved["dmf_architecture"]["dmf_depth"] == 1
     run(tmp_path, "trainer.max_steps=4")  # the checkpoint records ckpt=other; not typed again: nothing to say
     assert "is not used" not in capsys.readouterr().out
+
+
+def test_a_moved_dataset_may_resume():
+    """data.root is one of the keys a resume may change (docs/training.md); its copy in the datamodule moves with it."""
+    base = ["experiment=dmf_xl_256", "ckpt=x", "run_dir=/runs/x"]  # resolvable, as in a run
+    before = plain_config(compose_config([*base, "data.root=/data/a"]))
+    frozen, changed = compare(before, plain_config(compose_config([*base, "data.root=/data/b", "data.on_error=skip"])))
+    assert frozen == [] and any("data.datamodule.root" in line for line in changed)
+    frozen, _ = compare(before, plain_config(compose_config([*base, "data.root=/data/a", "data.resolution=512"])))
+    assert frozen  # the data itself still cannot change
 
 
 def test_periodic_checkpoint_resumes_unquoted_and_csv_keeps_one_row_per_step(tmp_path):

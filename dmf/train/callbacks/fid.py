@@ -15,13 +15,15 @@ class FIDCallback(L.Callback):
     def __init__(self, sampler, vae, metric_defs, extractors, steps: int = 1, every_n_steps: int = 20000,
                  num_samples: int = 10000, batch_size: int = 64, seed: int = 0, metrics=("fid",),
                  ref_stats: str | None = None, ref_source=None, chunk_size: int | None = None, labels: str = "random",
-                 quantize: str = "floor", at_train_end: bool = False, autocast: str | None = None):
+                 quantize: str = "floor", decode_precision: str = "fp32", at_train_end: bool = False,
+                 autocast: str | None = None):
         self.sampler_cfg, self.vae_cfg, self.steps = sampler, vae, int(steps)
         self.metric_defs, self.extractor_defs, self.metrics = metric_defs, extractors, list(metrics)
         self.every_n_steps, self.num_samples, self.batch_size = every_n_steps, num_samples, batch_size
         # in memory the chunking does not change the result; batch-sized chunks balance the ranks best
         self.seed, self.chunk_size, self.labels, self.quantize = seed, chunk_size or batch_size, labels, quantize
         self.ref_stats, self.ref_source, self.at_train_end = ref_stats, ref_source, at_train_end
+        self.decode_precision = decode_precision
         self.autocast = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}[autocast]
         self.sampler = self.vae = self.scorer = self.reference = None
         self._last = -1
@@ -65,7 +67,7 @@ class FIDCallback(L.Callback):
         try:
             plan = Plan(self.num_samples, self.seed, net.input_shape, int(net.num_classes), self.batch_size,
                         self.chunk_size, self.labels, self.quantize)
-            render = Renderer(net, self.sampler, self.vae, device, self.autocast)
+            render = Renderer(net, self.sampler, self.vae, device, self.autocast, decode_precision=self.decode_precision)
             outcome = run(plan, render, self.scorer, info, log=lambda m: None)
             values = self.scorer.compute(outcome.states, self.reference) if trainer.is_global_zero else None
         finally:

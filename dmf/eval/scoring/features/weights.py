@@ -20,7 +20,7 @@ def cache_dir() -> Path:
 def locate_weights(weights: str | os.PathLike | None, filename: str, url: str | None, what: str, config_key: str,
                    download: bool = True, timeout_s: float = 30.0) -> Path:
     if weights:
-        return resolve_path(weights, key=f"{config_key} ({what} weights)")
+        return resolve_path(weights, key=f"{config_key} ({what} weights)", download=download)
     cached = cache_dir() / filename
     if cached.exists():
         return cached
