@@ -103,7 +103,7 @@ def check_reusable(run_dir: Path, overrides: list[str], extra: list[str]) -> Non
 def stage_dir(paper: DictConfig, name: str, extra: list[str]) -> Path:
     """Where a stage the table's rows share (e.g. the digits flow model) trains: one folder per distinct setting."""
     if name not in (paper.get("stages") or {}):
-        raise ValueError(f"paper={paper.name}: init={name} is neither a stage ({', '.join(paper.get('stages') or [])}) "
+        raise ConfigError(f"paper={paper.name}: init={name} is neither a stage ({', '.join(paper.get('stages') or [])}) "
                          f"nor a checkpoint")
     key = hashlib.sha1(json.dumps([[str(o) for o in paper.stages[name]], extra]).encode()).hexdigest()[:8]
     return table_root(paper) / "_stages" / f"{name}-{key}"

@@ -3,6 +3,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from dmf.core.errors import ConfigError
+
 RESULT_FILE = "paper_row.json"  # what a finished row leaves in its job folder
 
 
@@ -10,12 +12,19 @@ def table_root(paper: DictConfig) -> Path:
     return Path(paper.root).expanduser()
 
 
+ROW_OPTIONS = ("label", "paper", "train", "init", "overrides")
+
+
 def row_spec(paper: DictConfig, row: str | None) -> DictConfig:
     if row is None:
-        raise ValueError(f"paper={paper.name}: launch every row with `python run.py -m paper={paper.name}` or one with "
+        raise ConfigError(f"paper={paper.name}: launch every row with `python run.py -m paper={paper.name}` or one with "
                          f"`python run.py -m paper={paper.name} paper.row=<row>`; rows: {', '.join(paper.rows)}")
     if row not in paper.rows:
-        raise ValueError(f"paper.row={row} is not a row of paper={paper.name}; rows: {', '.join(paper.rows)}")
+        raise ConfigError(f"paper.row={row} is not a row of paper={paper.name}; rows: {', '.join(paper.rows)}")
+    unknown = [k for k in paper.rows[row] if k not in ROW_OPTIONS]
+    if unknown:  # e.g. a misspelt `init` would train the row from scratch
+        raise ConfigError(f"paper={paper.name} row {row}: {unknown[0]} is not an option of a row (it takes "
+                         f"{', '.join(ROW_OPTIONS)})")
     return paper.rows[row]
 
 

@@ -199,8 +199,23 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# what a stage and an evaluation row may say (a misspelt init_from would train the stage from scratch)
+STAGE_OPTIONS = ("experiment", "init_from", "max_steps", "ckpt", "overrides")
+ROW_OPTIONS = ("stage", "steps", "sampler")
+
+
+def check_options(pipeline: DictConfig) -> None:
+    places = [(f"pipeline.stages.{n}", s, STAGE_OPTIONS) for n, s in pipeline.stages.items()]
+    places += [(f"pipeline.evaluate[{i}]", r, ROW_OPTIONS) for i, r in enumerate(pipeline.evaluate)]
+    for where, node, known in places:
+        unknown = [k for k in node if k not in known]
+        if unknown:
+            raise ConfigError(f"{where}.{unknown[0]} is not an option (it takes {', '.join(known)}); fix the name")
+
+
 def run(cfg: DictConfig) -> list[dict]:
     run_dir = Path(cfg.run_dir)
+    check_options(cfg.pipeline)
     inherited = parent_overrides(cfg)
     stages = cfg.pipeline.stages
     taken = {name: accepted(spec.experiment, inherited) for name, spec in stages.items()}

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from dmf.config import validate
 from dmf.core.errors import ConfigError
-from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides
+from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides, row_spec
 from dmf.train.preflight import check_mandatory
 from tests.helpers import CONF, compose_config, run_python
 
@@ -171,3 +171,17 @@ def test_collect_refuses_to_label_a_rows_values_with_another_metric(tmp_path):
     cfg = compose_config(["mode=collect", "paper=main", f"paper.root={tmp_path}", "collect.metric=fd_dinov2"])
     with pytest.raises(ConfigError, match="collect.metric=fd_dinov2 is for sweeps"):
         instantiate(cfg.mode)(cfg)
+
+
+def test_a_misspelt_row_option_is_refused():
+    """A row is read key by key: a misspelt `init` would train the row from scratch under the row's label."""
+    paper = compose_config(["paper=digits_ablation", "+paper.rows.dmf_mg.intt=flow"]).paper
+    with pytest.raises(ValueError, match="row dmf_mg: intt is not an option of a row"):
+        row_spec(paper, "dmf_mg")
+    row_spec(paper, "dmf")
+
+
+def test_a_row_the_table_lacks_is_one_error_line(tmp_path):
+    out = run_py("-m", "paper=digits_ablation", "paper.row=nope", f"paper.root={tmp_path}", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "error: paper.row=nope is not a row of paper=digits_ablation; rows: mf, dmf," in out.stderr

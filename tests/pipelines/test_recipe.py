@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from hydra import initialize_config_dir
 
-from dmf.pipelines.recipe import accepted, markdown_table, parent_overrides, run, training_identity, short_hash
+from dmf.core.errors import ConfigError
+from dmf.pipelines.recipe import (accepted, check_options, markdown_table, parent_overrides, run, short_hash,
+                                  training_identity)
 from tests.helpers import CONF, compose_config, run_python
 
 OMEGAS, SAMPLERS = ("0", "0.6"), ("euler", "restart")
@@ -189,3 +191,15 @@ def test_the_embedded_default_on_two_processes_and_its_rerun_with_the_flow_stage
     assert "stage flow: finished earlier with the same config and parent" in second.stdout + second.stderr
     rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
     assert [(r["stage"], r["steps"]) for r in rows] == [("flow", 1), ("dmf", 1), ("dmf", 2)]
+
+
+def test_a_misspelt_stage_or_row_option_is_refused(tmp_path):
+    """pipeline.stages.<stage> and pipeline.evaluate rows are read key by key: a misspelt init_from would train the
+    DMF stage from scratch."""
+    cfg = compose_config([f"run_dir={tmp_path}", "+pipeline.stages.dmf.init_frm=flow"])
+    with pytest.raises(ConfigError, match="pipeline.stages.dmf.init_frm is not an option"):
+        check_options(cfg.pipeline)
+    cfg = compose_config([f"run_dir={tmp_path}", "pipeline.evaluate=[{stage: dmf, step: [1]}]"])
+    with pytest.raises(ConfigError, match=r"pipeline.evaluate\[0\].step is not an option"):
+        check_options(cfg.pipeline)
+    check_options(compose_config([f"run_dir={tmp_path}"]).pipeline)
