@@ -9,10 +9,11 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from dmf.command_line import command_line
-from dmf.config import register_resolvers, validate, validate_choices, validate_typed
+from dmf.config import check_sweep, register_resolvers, validate, validate_choices, validate_typed
 from dmf.core.errors import UsageError
 from dmf.core.launch import start_job
 from dmf.core.run_history import restore_launch_record
@@ -23,16 +24,23 @@ register_resolvers()
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig):
     start_job()
+    hc = HydraConfig.get()
     try:
-        hc = HydraConfig.get()
         validate_choices(cfg, hc.runtime.choices, list(hc.overrides.task))
         validate_typed(cfg, list(hc.overrides.task))
         validate(cfg)
         return hydra.utils.instantiate(cfg.mode)(cfg)
     except UsageError as err:
-        if hc.output_subdir is not None:  # this process wrote .hydra (Lightning's rank > 0 relaunches do not)
-            restore_launch_record(Path(hc.runtime.output_dir))
         stop(err)
+    except InstantiationException as err:  # a piece built by Hydra (feature network, data source) named the problem
+        if not isinstance(err.__cause__, UsageError):
+            raise
+        stop(err.__cause__)
+    finally:
+        # a run dir's .hydra/ is its last training attempt's record: a refused or failed launch, an eval or an export
+        # into it leaves it as it was (this process wrote .hydra; Lightning's rank > 0 relaunches do not)
+        if hc.output_subdir is not None:
+            restore_launch_record(Path(hc.runtime.output_dir))
 
 
 def stop(err: UsageError):
@@ -44,6 +52,7 @@ def stop(err: UsageError):
 if __name__ == "__main__":
     try:
         sys.argv[1:] = command_line(sys.argv[1:])
+        check_sweep(sys.argv[1:], str(Path(__file__).resolve().parent / "conf"))
     except UsageError as err:
         stop(err)
     main()

@@ -1,5 +1,7 @@
 """What run.py does to the command line before Hydra parses it: rules about values Hydra would take otherwise
 than the user means, each with one clear error or the one reading that can be meant."""
+from pathlib import Path
+
 from dmf.core.errors import ConfigError
 from dmf.core.launch import leads_launch
 
@@ -7,7 +9,15 @@ from dmf.core.launch import leads_launch
 def command_line(args: list[str]) -> list[str]:
     for arg in args:
         check_quoting(arg)
+        check_empty(arg)
     return with_one_record(with_run_dir(args))
+
+
+def check_empty(arg: str) -> None:
+    """`ckpt=$CKPT` with the variable unset reaches Hydra as `ckpt=`, an empty string that reads as "not given"
+    (an experiment that requires a checkpoint trained from random weights)."""
+    if (kv := _split(arg)) is not None and not arg.startswith("~") and not kv[1].strip():
+        raise ConfigError(f"{arg} has no value (an unset shell variable?): give one, or {kv[0]}=null to clear it")
 
 
 def _split(arg: str) -> tuple[str, str] | None:
@@ -58,6 +68,10 @@ def with_run_dir(args: list[str]) -> list[str]:
         return found[-1] if found else None
 
     run_dir, hydra_dir = value("run_dir"), value("hydra.run.dir")
+    for key, folder in (("run_dir", run_dir), ("hydra.run.dir", hydra_dir)):
+        if folder is not None and Path(unquoted(folder)).expanduser().is_file():
+            raise ConfigError(f"{key}={folder} is a file, not a folder: a run's folder holds its checkpoints and "
+                              f"records; choose another path")
     if run_dir is None:
         return args
     if "-m" in args or "--multirun" in args or value("hydra.mode") == "MULTIRUN":

@@ -1,5 +1,6 @@
 """Config resolvers and the early validation pass: one clear error before any expensive work."""
 import hashlib
+import itertools
 from numbers import Real
 
 from hydra.errors import InstantiationException
@@ -8,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import ConfigError
 from dmf.core.launch_time import launch_time
+from dmf.models.attention import get_backend
 from dmf.models.compile import compile_mode
 from dmf.models.registry import SIZES, check_split, parse_name
 from dmf.objectives.dmf_loss import JVP_MODES
@@ -66,6 +68,8 @@ def validate_model(cfg: DictConfig) -> None:
     m, d = cfg.model, cfg.data
     family, size, patch = parse_name(m.name)
     compile_mode(m.get("compile", False))
+    if m.get("attention") != "auto":
+        get_backend(m.attention)  # an unknown name: the error lists the registered backends
     for key in ("depth", "hidden_size", "num_heads"):  # null: the named size's; 0 would silently mean that too
         if m.get(key) is not None:
             _number(cfg, f"model.{key}", 1, integer=True)
@@ -129,6 +133,8 @@ def validate_sampler(cfg: DictConfig) -> None:
     _number(cfg, "sampler.steps", 1, integer=True)
     for key in ("sampler.shift", "sampler.cfg_scale", "sampler.cfg_min", "sampler.cfg_max"):
         _number(cfg, key)
+    if "gamma" in cfg.sampler:
+        _number(cfg, "sampler.gamma")
     try:  # the sampler checks its own ranges (shift > 0, the CFG interval, gamma): here, before any work
         instantiate(cfg.sampler)
     except InstantiationException as err:
@@ -204,10 +210,39 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+# keys whose default is true/false but that also take words
+WORDS_TOO = ("model.compile", "trainer.deterministic")
+
+
+def typed_booleans(cfg: DictConfig, given: dict[str, str]) -> None:
+    """`eval.overwrite=no`: Hydra keeps a word it does not read as a boolean as text, which Python takes as true
+    (the result would be deleted). A key whose value without the command line is true/false must stay so."""
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
+
+    def value(config, key):
+        try:
+            return OmegaConf.select(config, key, default=None)
+        except Exception:  # noqa: BLE001 -- an interpolation that resolves only later is no boolean typed here
+            return None
+
+    values = [k for k, o in given.items() if "." in k and not k.startswith("hydra.") and not o.startswith(("+", "~"))
+              and k not in WORDS_TOO and isinstance(value(cfg, k), (str, int, float)) and not isinstance(value(cfg, k), bool)]
+    if not values or not GlobalHydra.instance().is_initialized():
+        return
+    base = compose(config_name="config", overrides=[o for k, o in given.items() if "." not in k and not k.startswith("hydra")])
+    for key in values:
+        if isinstance(value(base, key), bool):
+            raise ConfigError(f"{given[key]}: {key} is true or false (Hydra keeps any other word as text, which "
+                              f"counts as true)")
+
+
 def validate_typed(cfg: DictConfig, typed: list[str]) -> None:
-    """Keys typed on the command line that this launch would not read: said, not dropped. run.py calls it once;
-    recipes (mode=pipeline, paper rows) refuse the keys they set per stage themselves."""
+    """Keys typed on the command line that this launch would not read, or would read otherwise than meant: said,
+    not dropped. run.py calls it once; recipes (mode=pipeline, paper rows) refuse the keys they set per stage
+    themselves."""
     given = {override_key(o): o for o in typed}
+    typed_booleans(cfg, given)
     mode = cfg.mode._target_.rsplit(".", 1)[-1]
     if "sampler.steps" in given and mode in ("evaluate", "sample") and cfg.eval.steps:
         counts = list(cfg.eval.steps)
@@ -236,3 +271,40 @@ def validate(cfg: DictConfig) -> None:
         validate_sampler(cfg)
     except ValueError as err:
         raise ConfigError(f"invalid config: {err}") from None
+
+
+def sweep_jobs(args: list[str]) -> list[list[str]] | None:
+    """The override lists of a -m sweep's jobs (the grid of its comma lists and ranges); None where only Hydra's
+    sweeper can expand it (an interval, a plugin's syntax)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+        choices = [[o.input_line] if not o.is_sweep_override() else
+                   [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in parsed]
+    except Exception:  # noqa: BLE001 -- Hydra reports what it cannot parse itself
+        return None
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def check_sweep(args: list[str], conf_dir: str) -> None:
+    """Every job of a -m sweep composes and validates before the first one runs or is queued: a bad value in a later
+    job stopped it only when its turn came, after the earlier jobs (or their SLURM queue waits)."""
+    if not {"-m", "--multirun"} & set(args) or any(a in ("--cfg", "-c", "--info", "--help", "-h") for a in args):
+        return
+    jobs = sweep_jobs(args)
+    if not jobs or len(jobs) == 1:  # one job: run.py checks it as it starts, as any single run
+        return
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+        for job in jobs:
+            try:
+                cfg = compose(config_name="config", overrides=job)
+            except Exception:  # noqa: BLE001 -- a composition error: Hydra names it for that job as it starts
+                return
+            try:
+                validate(cfg)
+                validate_typed(cfg, job)
+            except ConfigError as err:
+                raise ConfigError(f"sweep job `{' '.join(job)}`: {err} (nothing of the sweep has run)") from None

@@ -4,10 +4,11 @@ from functools import partial
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from dmf.command_line import command_line
-from dmf.config import ConfigError, validate, validate_typed
+from dmf.config import ConfigError, register_resolvers, sweep_jobs, validate, validate_typed
 from tests.helpers import CONF, compose_config, run_python
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -46,6 +47,7 @@ def test_paper_settings_reach_the_built_objects(tmp_path):
     ("objective=fm", "objective=fm trains a flow model .* set guidance=none"),
     ("model.depth=0", r"model.depth=0 must lie in \[1, None\]"),  # not the named size's depth in disguise
     ("optim.warmup_steps=-5", r"optim.warmup_steps=-5 must lie in \[0, None\]"),
+    ("attention.backend=foo", r"unknown attention backend 'foo'; choose one of \['flash', 'fused_jvp', 'math', 'sdpa'"),
 ])
 def test_bad_configs_fail_with_one_clear_message(override, message, tmp_path):
     cfg = compose_config(["experiment=dmf_xl_256", f"run_dir={tmp_path}", override])
@@ -116,6 +118,36 @@ def test_a_typed_key_the_mode_would_not_read_is_refused(typed, message):
         validate_typed(compose_config(typed), typed)
 
 
+def test_a_number_where_a_number_belongs(tmp_path):
+    cfg = compose_config(["experiment=dmf_xl_256", f"run_dir={tmp_path}", "sampler=gamma", "sampler.gamma=abc"])
+    with pytest.raises(ConfigError, match="sampler.gamma='abc' must be a number"):
+        validate(cfg)
+    validate(compose_config(["experiment=dmf_xl_256", f"run_dir={tmp_path}", "attention.backend=fused_jvp"]))
+
+
+@pytest.mark.parametrize("typed", [["mode=eval", "eval.overwrite=no"], ["mode=train", "model.qk_norm=yes"],
+                                   ["mode=export", "mode.overwrite=maybe"], ["mode=eval", "eval.save_npz=1"]])
+def test_a_word_typed_for_a_boolean_is_refused(typed):
+    """Hydra keeps `no` as the text 'no', which Python reads as true: eval.overwrite=no deleted a finished result."""
+    register_resolvers()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=typed)
+        with pytest.raises(ConfigError, match=re.escape(f"{typed[1]}: {typed[1].split('=')[0]} is true or false")):
+            validate_typed(cfg, typed)
+        ok = [typed[0], typed[1].split("=")[0] + "=false", "model.compile=reduce-overhead", "guidance.omega=0.3"]
+        validate_typed(compose(config_name="config", overrides=ok), ok)
+
+
+def test_an_empty_value_or_a_file_as_run_dir_is_refused(tmp_path):
+    """`ckpt=$CKPT` with the variable unset trained a checkpoint-requiring experiment from random weights."""
+    with pytest.raises(ConfigError, match=r"ckpt= has no value \(an unset shell variable\?\): give one, or ckpt=null"):
+        command_line(["experiment=dmf_xl_256", "ckpt="])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="run_dir=.*file is a file, not a folder"):
+        command_line([f"run_dir={tmp_path / 'file'}"])
+    assert command_line(["~callbacks.fid", "ckpt=null"]) == ["~callbacks.fid", "ckpt=null"]
+
+
 def test_sampler_steps_is_read_where_eval_steps_is_null():
     typed = ["mode=eval", "sampler.steps=2"]
     validate_typed(compose_config(typed), typed)
@@ -180,6 +212,17 @@ def test_run_dir_is_refused_where_it_cannot_mean_one_folder(tmp_path):
     # Lightning's DDP launcher starts rank 1 with the run's folder appended, quoted
     assert command_line(["run_dir=a", "hydra.run.dir=a", 'hydra.run.dir="a"'])[-1] == 'hydra.run.dir="a"'
     assert command_line(["guidance.omega=0.4"]) == ["guidance.omega=0.4"]
+
+
+def test_a_bad_value_in_a_later_sweep_job_stops_the_sweep_before_its_first_job(tmp_path):
+    """`-m seed=0,x` trained seed 0 (or queued it on SLURM) and only then stopped at seed x."""
+    out = run_cli("-m", "mode=train", "debug=tiny", "trainer.max_steps=1", "seed=0,x", f"hydra.sweep.dir={tmp_path / 's'}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "error: sweep job `mode=train debug=tiny trainer.max_steps=1 seed=x" in out.stderr
+    assert "seed='x' must be an integer (nothing of the sweep has run)" in out.stderr
+    assert not (tmp_path / "s").exists()
+    assert sweep_jobs(["-m", "a=1,2", "b=x", "c=range(0,2)"]) == [["a=1", "b=x", "c=0"], ["a=1", "b=x", "c=1"],
+                                                                   ["a=2", "b=x", "c=0"], ["a=2", "b=x", "c=1"]]
 
 
 def test_a_path_with_equals_signs_gets_the_quoted_override_to_paste(tmp_path):

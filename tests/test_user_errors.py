@@ -129,7 +129,7 @@ def test_a_split_that_does_not_fit_the_model_is_one_line(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_a_refused_launch_leaves_the_runs_record_as_it_was(tmp_path):
+def test_a_refused_launch_leaves_the_runs_record_as_it_was(tmp_path, monkeypatch):
     """Hydra rewrites <run>/.hydra before anything can be checked: each refused relaunch (a changed setting, a new
     start over the run, a bad value) puts back the accepted launch's record, which `mode=collect` and users read."""
     run = ["mode=train", "debug=tiny", f"run_dir={tmp_path}"]
@@ -140,3 +140,12 @@ def test_a_refused_launch_leaves_the_runs_record_as_it_was(tmp_path):
         assert_one_error(run_py(*run, "trainer.max_steps=2", mistake), expected)
         assert {p.name: p.read_text() for p in (tmp_path / ".hydra").iterdir()} == record, mistake
     assert "trainer.max_steps=1" in record["overrides.yaml"]
+    # an evaluation into the run's folder that fails inside a piece Hydra builds (Inception weights, offline), and
+    # an export into it that succeeds: one error line, and the run's record is still its training's
+    ckpt = f"ckpt={tmp_path / 'checkpoints' / 'last.ckpt'}"
+    monkeypatch.setenv("DMF_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no_hub"))
+    failed = run_py("mode=eval", "debug=tiny", ckpt, "eval.metrics=[fid]", "eval.num_samples=8", f"run_dir={tmp_path}")
+    assert_one_error(failed, "Inception-V3 weights", "eval.inception_weights")
+    run_py("mode=export", "debug=tiny", ckpt, f"run_dir={tmp_path}", check=True)
+    assert {p.name: p.read_text() for p in (tmp_path / ".hydra").iterdir()} == record

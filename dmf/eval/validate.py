@@ -1,4 +1,6 @@
 """Early checks of the `eval` group: one clear error before models load or images are generated."""
+from pathlib import Path
+
 import torch
 from omegaconf import DictConfig
 
@@ -38,6 +40,8 @@ def validate_eval(cfg: DictConfig) -> None:
     if str(ec.get("device", "auto")).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"eval.device={ec.device} but this machine has no CUDA GPU; run on a GPU node or use "
                           f"eval.device=auto (the CPU here)")
+    if Path(ec.out_dir).expanduser().is_file():
+        raise ConfigError(f"eval.out_dir={ec.out_dir} is a file; results go into a folder: choose another path")
     unknown = [m for m in (ec.metrics or []) if m not in ec.metric_defs]
     if unknown:
         raise ConfigError(f"eval.metrics has unknown {unknown}; defined: {sorted(ec.metric_defs)}")

@@ -59,6 +59,8 @@ def _resolve(uri: str, download: bool) -> Path:
         path = Path(uri).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist (expected a local file or an hf://<owner>/<repo>/<file> URI)")
+        if path.is_dir():
+            raise FileNotFoundError(f"{path} is a folder; expected a file in it (e.g. <run_dir>/checkpoints/last.ckpt)")
         return path
     repo_id, filename, revision, repo_type = parse_hf_uri(uri)
     from huggingface_hub import hf_hub_download, try_to_load_from_cache

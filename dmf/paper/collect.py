@@ -107,7 +107,9 @@ def plot(rows: list[dict], paper: DictConfig, path: Path) -> Path | None:
 
 def collect_table(paper: DictConfig) -> dict:
     root = table_root(paper)
-    root.mkdir(parents=True, exist_ok=True)
+    if not root.is_dir():
+        raise ConfigError(f"paper.root={root} does not exist: no row of paper={paper.name} has run there (launch "
+                          f"them with python run.py -m paper={paper.name}, or give the folder they ran in)")
     rows = table_rows(paper)
     md, csv_path = root / f"{paper.name}.md", root / f"{paper.name}.csv"
     write_markdown(rows, paper, md)

@@ -33,6 +33,7 @@ from dmf.config import override_key, validate
 from dmf.core.errors import ConfigError
 from dmf.core.files import folder_lock, write_json_atomic
 from dmf.core.launch import leads_launch
+from dmf.models.hub import resolve_path
 
 log = logging.getLogger("dmf.pipeline")
 
@@ -205,12 +206,20 @@ ROW_OPTIONS = ("stage", "steps", "sampler")
 
 
 def check_options(pipeline: DictConfig) -> None:
+    """Before the first stage trains: the stages' and rows' options, a stage's max_steps and checkpoint file."""
     places = [(f"pipeline.stages.{n}", s, STAGE_OPTIONS) for n, s in pipeline.stages.items()]
     places += [(f"pipeline.evaluate[{i}]", r, ROW_OPTIONS) for i, r in enumerate(pipeline.evaluate)]
     for where, node, known in places:
         unknown = [k for k in node if k not in known]
         if unknown:
             raise ConfigError(f"{where}.{unknown[0]} is not an option (it takes {', '.join(known)}); fix the name")
+    for name, spec in pipeline.stages.items():
+        steps = spec.get("max_steps")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ConfigError(f"pipeline.stages.{name}.max_steps={steps!r} must be a positive integer (or null: the "
+                              f"experiment's trainer.max_steps)")
+        if spec.get("ckpt"):
+            resolve_path(spec.ckpt, key=f"pipeline.stages.{name}.ckpt")
 
 
 def run(cfg: DictConfig) -> list[dict]:

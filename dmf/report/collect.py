@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import ConfigError
 from dmf.core.launch import require_one_process
+from dmf.core.run_history import HISTORY
 from dmf.eval.report import collect as eval_rows
 
 log = logging.getLogger("dmf.collect")
@@ -67,7 +68,8 @@ def read_job(job_dir: str | Path) -> dict:
 def find_jobs(root: Path) -> list[Path]:
     """Folders with .hydra/overrides.yaml below root (a path value in the overrides nests a job's folder), except
     those inside a job (a training run's config_history/attempt_NNN/ keeps a copy of .hydra/)."""
-    found = {p.parent.parent for p in root.rglob(".hydra/overrides.yaml") if p.parent.parent != root}
+    found = {p.parent.parent for p in root.rglob(".hydra/overrides.yaml")
+             if p.parent.parent != root and HISTORY not in p.relative_to(root).parts}
     return sorted(j for j in found if not any(a in found for a in j.parents))
 
 
@@ -177,7 +179,9 @@ def collect_sweep(cfg: DictConfig) -> dict:
         raise ConfigError(f"dir={root} is not a folder; pass dir=multirun/<experiment>/<date> (a sweep's folder)")
     jobs = find_jobs(root)
     if not jobs:
-        raise ConfigError(f"no job folders (with .hydra/overrides.yaml) under dir={root}")
+        one_run = " (it is one run's folder)" if (root / ".hydra").is_dir() else ""
+        raise ConfigError(f"no job folders (with .hydra/overrides.yaml) under dir={root}{one_run}: mode=collect reads a "
+                          f"sweep's folder, multirun/<experiment>/<date>")
     # a job folder's name is its overrides; a value with "/" (a path) nests it, so name jobs relative to root
     records = [{**read_job(j), "job": str(j.relative_to(root))} for j in jobs]
     keys = swept_keys(records)

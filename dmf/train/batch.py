@@ -4,10 +4,11 @@ from dataclasses import dataclass
 
 import torch
 
+from dmf.core.errors import ConfigError
 from dmf.core.ranks import torchrun_layout
 
 
-class BatchError(ValueError):
+class BatchError(ConfigError):
     pass
 
 
@@ -71,4 +72,10 @@ def resolve_devices(devices, accelerator: str = "auto") -> int:
         return len(devices)
     if isinstance(devices, str) and "," in devices:
         return len([d for d in devices.split(",") if d.strip()])
-    return int(devices)
+    try:
+        count = int(devices)
+    except (TypeError, ValueError):
+        raise BatchError(f"trainer.devices={devices!r} must be a count, a list of device ids, or auto") from None
+    if count < 1:
+        raise BatchError(f"trainer.devices={devices} must be at least 1 (or auto: every GPU, else one CPU process)")
+    return count

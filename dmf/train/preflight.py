@@ -138,6 +138,23 @@ def check_options(cfg: DictConfig) -> None:
                                  f"fix the name, e.g. in the experiment file that sets it")
 
 
+def lightning_precisions() -> list:
+    from typing import get_args
+
+    from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
+
+    def flat(t):
+        return [x for a in get_args(t) for x in (flat(a) if get_args(a) else [a])]
+    return list(dict.fromkeys(["auto", *map(str, flat(_PRECISION_INPUT))]))  # 32 and "32" alike
+
+
+def check_precision(cfg: DictConfig) -> None:
+    value = cfg.trainer.get("precision")
+    if isinstance(value, bool) or str(value) not in (known := lightning_precisions()):
+        raise PreflightError(f"trainer.precision={value!r} must be one of {', '.join(known)} (auto: bf16-mixed on a "
+                             f"GPU, 32-true on a CPU)")
+
+
 def check_checkpoint_folder(cfg: DictConfig) -> None:
     """resume=auto, the final save, pipelines and paper rows read <run_dir>/checkpoints/last.ckpt: the callbacks
     that write checkpoints must write there, and last.ckpt must be written."""
@@ -157,6 +174,7 @@ def preflight(cfg: DictConfig) -> BatchLayout:
     """Everything mode=train can check before building the model; returns the batch layout."""
     check_mandatory(cfg)
     check_options(cfg)
+    check_precision(cfg)
     check_checkpoint_folder(cfg)
     check_compile(cfg)
     check_devices(cfg)

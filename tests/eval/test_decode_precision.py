@@ -44,3 +44,10 @@ def test_unknown_decode_precision_is_rejected_by_name():
         validate_eval(cfg)
     with pytest.raises(ValueError, match="eval.decode_precision"):
         Renderer(tiny_net(), build_sampler("euler", steps=1), IdentityVAE(), "cpu", decode_precision="half")
+
+
+def test_an_output_folder_that_is_a_file_stops_before_generating(tmp_path):
+    (tmp_path / "out").write_text("x")
+    cfg = compose(["mode=eval", "eval=digits", f"eval.out_dir={tmp_path / 'out'}"])
+    with pytest.raises(ValueError, match="eval.out_dir=.* is a file"):
+        validate_eval(cfg)

@@ -85,3 +85,9 @@ def test_feature_weights_by_hf_uri_do_not_download_with_download_weights_false(t
         locate_weights("hf://timm/dino/other.safetensors", "x.pth", None, "DINOv2", "eval.dinov2_weights",
                        download=False)
     assert calls == []
+
+
+def test_a_folder_where_a_file_belongs_is_named_as_such(tmp_path):
+    """ckpt=<run_dir> (the folder, not its checkpoint) said "does not exist" or failed hashing it."""
+    with pytest.raises(FileNotFoundError, match="is a folder; expected a file in it"):
+        resolve_path(str(tmp_path), key="ckpt")

@@ -67,3 +67,14 @@ def test_codecs_other_than_latin1_and_other_globals_are_refused(tmp_path):
     path.write_bytes(pickle.dumps({"fid": {"mu": np.zeros(2)}, "x": print}, protocol=4))
     with pytest.raises(ValueError, match="builtins.print"):
         load_reference(str(path))
+
+
+@pytest.mark.parametrize("content", [b"", b"mu sigma\n1 2 3\n"])
+def test_a_file_that_is_no_statistics_is_one_usage_error(tmp_path, content):
+    """An empty .pkl or a text file raised EOFError / ValueError from inside the unpickler, as a traceback."""
+    from dmf.core.errors import UsageError
+
+    path = tmp_path / "ref.pkl"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match="is not a reference-statistics file"):
+        load_reference(str(path))

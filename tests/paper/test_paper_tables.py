@@ -171,6 +171,10 @@ def test_collect_refuses_to_label_a_rows_values_with_another_metric(tmp_path):
     cfg = compose_config(["mode=collect", "paper=main", f"paper.root={tmp_path}", "collect.metric=fd_dinov2"])
     with pytest.raises(ConfigError, match="collect.metric=fd_dinov2 is for sweeps"):
         instantiate(cfg.mode)(cfg)
+    cfg = compose_config(["mode=collect", "paper=main", f"paper.root={tmp_path / 'typo'}"])
+    with pytest.raises(ConfigError, match="typo does not exist: no row of paper=main has run there"):
+        instantiate(cfg.mode)(cfg)
+    assert not (tmp_path / "typo").exists()
 
 
 def test_a_misspelt_row_option_is_refused():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra import initialize_config_dir
 
-from dmf.core.errors import ConfigError
+from dmf.core.errors import ConfigError, MissingFileError
 from dmf.pipelines.recipe import (accepted, check_options, markdown_table, parent_overrides, run, short_hash,
                                   training_identity)
 from tests.helpers import CONF, compose_config, run_python
@@ -203,3 +203,10 @@ def test_a_misspelt_stage_or_row_option_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"pipeline.evaluate\[0\].step is not an option"):
         check_options(cfg.pipeline)
     check_options(compose_config([f"run_dir={tmp_path}"]).pipeline)
+    # a stage's own values, before the first stage trains
+    cfg = compose_config([f"run_dir={tmp_path}", "pipeline.stages.flow.max_steps=abc"])
+    with pytest.raises(ConfigError, match="pipeline.stages.flow.max_steps='abc' must be a positive integer"):
+        check_options(cfg.pipeline)
+    cfg = compose_config([f"run_dir={tmp_path}", f"pipeline.stages.dmf.ckpt={tmp_path / 'missing.ckpt'}"])
+    with pytest.raises(MissingFileError, match="pipeline.stages.dmf.ckpt: .*missing.ckpt does not exist"):
+        check_options(cfg.pipeline)

@@ -86,3 +86,13 @@ def test_a_training_jobs_config_history_is_not_a_job(tmp_path):
         shutil.copytree(job / ".hydra", job / "config_history" / "attempt_001" / ".hydra")
     out = collect(compose_config(["mode=collect", f"dir={tmp_path}"]))
     assert [r["job"] for r in out["rows"]] == ["guidance.omega=0.2", "guidance.omega=0.6"]
+
+
+def test_one_runs_folder_is_not_a_sweep(tmp_path):
+    """dir=<a training run> held config_history/attempt_NNN/.hydra copies, which were collected as jobs."""
+    job = make_job(tmp_path, ["trainer.max_steps=2"], None, [1.0]).rename(tmp_path / "run")
+    (job / "config_history" / "attempt_001").mkdir(parents=True)
+    shutil.copytree(job / ".hydra", job / "config_history" / "attempt_001" / ".hydra")
+    with pytest.raises(ConfigError, match="it is one run's folder"):
+        collect(compose_config(["mode=collect", f"dir={job}"]))
+    assert not (job / "sweep.md").exists()

@@ -5,7 +5,8 @@ from functools import partial
 import pytest
 
 from dmf.train.batch import BatchError, batch_layout
-from dmf.train.preflight import PreflightError, layout, preflight
+from dmf.core.errors import UsageError
+from dmf.train.preflight import layout, preflight
 from tests.helpers import compose_config, run_python
 
 
@@ -58,11 +59,14 @@ def test_the_per_device_batch_cannot_be_set_directly():
     (["callbacks.checkpoint.dirpath=/elsewhere"], "callbacks.checkpoint.dirpath=/elsewhere: a run's checkpoints live in"),
     (["callbacks.requeue.dirpath=/elsewhere"], "callbacks.requeue.dirpath=/elsewhere"),
     (["callbacks.checkpoint.save_last=false"], "callbacks.checkpoint.save_last=false: last.ckpt is what resumes"),
+    (["trainer.precision=foo"], "trainer.precision='foo' must be one of auto, 64, 32, 16,"),
+    (["trainer.devices=abc"], "trainer.devices='abc' must be a count, a list of device ids, or auto"),
+    (["trainer.devices=0"], "trainer.devices=0 must be at least 1"),
 ])
 def test_a_key_training_would_not_honour_stops_before_training(extra, message, tmp_path):
     """optim and ema are plain dicts read key by key: `+optim.warmup_step` composes, and would train without warm-up;
     checkpoints written elsewhere would not be found by the resume."""
-    with pytest.raises(PreflightError, match=message):
+    with pytest.raises(UsageError, match=message):  # run.py prints it as one line
         preflight(compose_config(["experiment=digits_dmf", f"run_dir={tmp_path}", *extra]))
     preflight(compose_config(["experiment=digits_dmf", f"run_dir={tmp_path}", "optim.warmup_steps=100",
                               f"callbacks.checkpoint.dirpath={tmp_path}/checkpoints"]))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dmf.core.errors import ConfigError
 from dmf.core.files import atomic_path
 from dmf.models.hub import resolve_path
 
@@ -64,14 +65,14 @@ def load_reference(uri: str) -> dict:
         if path.suffix.lower() == ".npz":
             with np.load(path) as z:
                 if "mu" not in z or "sigma" not in z:
-                    raise ValueError(f"{path} has {sorted(z.files)}, expected 'mu' and 'sigma' (ADM/EDM .npz statistics)")
+                    raise ConfigError(f"{path} has {sorted(z.files)}, expected 'mu' and 'sigma' (ADM/EDM .npz statistics)")
                 return {"fid": {"mu": z["mu"].astype(np.float64), "sigma": z["sigma"].astype(np.float64)}}
         with open(path, "rb") as f:
             ref = _plain(_SafeUnpickler(io.BufferedReader(f)).load())
-    except (pickle.UnpicklingError, EOFError, OSError) as err:
-        raise ValueError(f"{uri} is not a reference-statistics file (.pkl dict or .npz with mu/sigma): {err}") from err
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError) as err:
+        raise ConfigError(f"{uri} is not a reference-statistics file (.pkl dict or .npz with mu/sigma): {err}") from err
     if not isinstance(ref, dict) or not all(isinstance(v, dict) for v in ref.values()):
-        raise ValueError(f"{uri}: expected a dict {{metric: {{mu, sigma}}}}, got {type(ref).__name__}")
+        raise ConfigError(f"{uri}: expected a dict {{metric: {{mu, sigma}}}}, got {type(ref).__name__}")
     return ref
 
 

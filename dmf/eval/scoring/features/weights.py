@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from dmf.core.errors import MissingFileError
 from dmf.core.files import atomic_path
 from dmf.core.offline import downloads_off
 from dmf.models.hub import resolve_path
@@ -35,7 +36,7 @@ def locate_weights(weights: str | os.PathLike | None, filename: str, url: str | 
     else:
         reason = "downloads are off (offline or download disabled)"
     source = f"download {url} on a connected machine and " if url else ""
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"{what} weights {filename} not found: {reason}. Fix: {source}put the file at {cached} "
         f"(the torch hub cache, $TORCH_HOME/hub/checkpoints) or pass {config_key}=<path or hf:// URI>."
     )
