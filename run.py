@@ -13,7 +13,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from dmf.command_line import command_line
-from dmf.config import check_sweep, register_resolvers, validate, validate_choices, validate_typed
+from dmf.config import check_launch, register_resolvers, validate, validate_choices, validate_typed
 from dmf.core.errors import UsageError
 from dmf.core.launch import start_job
 from dmf.core.run_history import restore_launch_record
@@ -52,7 +52,7 @@ def stop(err: UsageError):
 if __name__ == "__main__":
     try:
         sys.argv[1:] = command_line(sys.argv[1:])
-        check_sweep(sys.argv[1:], str(Path(__file__).resolve().parent / "conf"))
+        check_launch(sys.argv[1:], str(Path(__file__).resolve().parent / "conf"))
     except UsageError as err:
         stop(err)
     main()

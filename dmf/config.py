@@ -287,24 +287,75 @@ def sweep_jobs(args: list[str]) -> list[list[str]] | None:
     return [list(job) for job in itertools.product(*choices)]
 
 
-def check_sweep(args: list[str], conf_dir: str) -> None:
-    """Every job of a -m sweep composes and validates before the first one runs or is queued: a bad value in a later
-    job stopped it only when its turn came, after the earlier jobs (or their SLURM queue waits)."""
-    if not {"-m", "--multirun"} & set(args) or any(a in ("--cfg", "-c", "--info", "--help", "-h") for a in args):
+def _leaves(node, prefix: str = "") -> list[str]:
+    out = []
+    for key in node:
+        value = node._get_node(key)
+        path = f"{prefix}{key}"
+        out += _leaves(value, path + ".") if isinstance(value, DictConfig) else [path]
+    return out
+
+
+def explain_composition(err: Exception, job: list[str], compose) -> str | None:
+    """Hydra's composition errors as one line naming the key and the fix: a misspelt key (Hydra's own hint, `+key`,
+    adds a key nothing reads) gets the nearest existing key, an unknown group option the list of options. None for
+    anything else, which Hydra reports itself."""
+    import difflib
+    import re
+
+    text = str(err)
+    if found := re.search(r"Could not override '([^']+)'", text):
+        key = found.group(1)
+        rest = [o for o in job if override_key(o) != key]
+        try:
+            base = compose(rest)
+        except Exception:  # noqa: BLE001 -- another override fails too: Hydra names that one
+            return None
+        head, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(base, head) if head else base
+        if not isinstance(parent, DictConfig):  # the misspelling is higher up: compare whole paths
+            near = difflib.get_close_matches(key, _leaves(base), n=1, cutoff=0.75)
+            return f"{key} is not a key of this config" + (f"; did you mean {near[0]}?" if near else "")
+        keys = [str(k) for k in parent if not str(k).startswith("_")]
+        if near := difflib.get_close_matches(leaf, keys, n=1, cutoff=0.7):
+            return f"{key} is not a key of this config; did you mean {head + '.' if head else ''}{near[0]}?"
+        return (f"{key} is not a key of this config; " + (f"{head} has {', '.join(keys)}" if keys else
+                f"the {head} chosen has no options: choose one that has {leaf} ({head}=<option>)"))
+    if found := re.search(r"Could not find '([^']+)/([^'/]+)'", text):
+        group, name = found.groups()
+        options = re.findall(r"^\t(\S+)$", text.split("Available options", 1)[-1].split("Config search path")[0], re.M)
+        if options:
+            return f"{group}={name} is not an option of {group}: {', '.join(options)}"
+    return None
+
+
+def check_launch(args: list[str], conf_dir: str) -> None:
+    """Before Hydra starts: the command line composes (else one line naming the key or option, and a near one), and
+    every job of a -m sweep also validates before the first one runs or is queued (a bad value in a later job
+    stopped the sweep only when its turn came, after the earlier jobs or their SLURM queue waits)."""
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):  # --cfg job, --help, ...
         return
-    jobs = sweep_jobs(args)
-    if not jobs or len(jobs) == 1:  # one job: run.py checks it as it starts, as any single run
+    multirun = bool({"-m", "--multirun"} & set(args))
+    jobs = sweep_jobs(args) if multirun else [[a for a in args if not a.startswith("-")]]
+    if not jobs:
         return
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+        def composed(overrides):
+            return compose(config_name="config", overrides=overrides)
+
         for job in jobs:
+            where = f"sweep job `{' '.join(job)}`: " if len(jobs) > 1 else ""
             try:
-                cfg = compose(config_name="config", overrides=job)
-            except Exception:  # noqa: BLE001 -- a composition error: Hydra names it for that job as it starts
+                cfg = composed(job)
+            except Exception as err:  # noqa: BLE001 -- explained where it can be, else Hydra reports it
+                if (message := explain_composition(err, job, composed)) is not None:
+                    raise ConfigError(where + message) from None
                 return
-            try:
-                validate(cfg)
-                validate_typed(cfg, job)
-            except ConfigError as err:
-                raise ConfigError(f"sweep job `{' '.join(job)}`: {err} (nothing of the sweep has run)") from None
+            if len(jobs) > 1:  # a single run is validated by run.py as it starts, with Hydra's runtime values
+                try:
+                    validate(cfg)
+                    validate_typed(cfg, job)
+                except ConfigError as err:
+                    raise ConfigError(f"{where}{err} (nothing of the sweep has run)") from None

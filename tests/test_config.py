@@ -214,6 +214,18 @@ def test_run_dir_is_refused_where_it_cannot_mean_one_folder(tmp_path):
     assert command_line(["guidance.omega=0.4"]) == ["guidance.omega=0.4"]
 
 
+@pytest.mark.parametrize("typed, message", [
+    (["trainer.max_step=2"], "error: trainer.max_step is not a key of this config; did you mean trainer.max_steps?"),
+    (["experiment=digits_dmf", "guidance=none", "guidance.omega=0.3"], "the guidance chosen has no options"),
+    (["sampler=eulr"], "error: sampler=eulr is not an option of sampler: euler, flow_euler, flow_heun,"),
+])
+def test_a_misspelt_key_or_option_is_one_line_with_the_near_one(typed, message, tmp_path):
+    """Hydra's own message is several lines and advises `+key=...`, which adds a key nothing reads."""
+    out = run_cli(*typed, f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr and message in out.stderr, out.stderr[-2000:]
+    assert "+trainer.max_step" not in out.stderr and not (tmp_path / "run").exists()
+
+
 def test_a_bad_value_in_a_later_sweep_job_stops_the_sweep_before_its_first_job(tmp_path):
     """`-m seed=0,x` trained seed 0 (or queued it on SLURM) and only then stopped at seed x."""
     out = run_cli("-m", "mode=train", "debug=tiny", "trainer.max_steps=1", "seed=0,x", f"hydra.sweep.dir={tmp_path / 's'}")

@@ -82,6 +82,9 @@ def test_export_mistakes_are_one_line(tmp_path, small_ckpt):
     out = run_py("mode=export", f"ckpt={small_ckpt}", f"hydra.run.dir={tmp_path}")
     assert_one_error(out, "would replace", "mode.overwrite=true")
     assert earlier.read_bytes() == b"an export made earlier"
+    out = run_py("mode=export", f"ckpt={small_ckpt}", f"mode.out={tmp_path}", f"hydra.run.dir={tmp_path}")
+    assert_one_error(out, f"mode.out={tmp_path} is a folder", f"mode.out={tmp_path}/model")
+    assert not tmp_path.with_name(tmp_path.name + ".pt").exists()
 
 
 def test_resume_names_a_missing_checkpoint(tmp_path):

@@ -39,8 +39,13 @@ ROW_KEYS["sampler.steps"] = ROW_KEYS["eval.steps"]
 
 def command_line_overrides() -> list[str]:
     """The job's overrides the user typed (and sweeps set), minus the ones that choose the table and row."""
+    return stage_overrides(list(HydraConfig.get().overrides.task))
+
+
+def stage_overrides(typed: list[str]) -> list[str]:
+    """`typed` minus the keys of the launch; a key each row sets itself is refused."""
     out = []
-    for o in HydraConfig.get().overrides.task:
+    for o in typed:
         key = override_key(o)
         if key in ROW_KEYS:
             raise ConfigError(f"{o}: {ROW_KEYS[key]}")

@@ -27,6 +27,9 @@ def export(cfg: DictConfig, out: str | None = None, overwrite: bool = False) -> 
     if not cfg.get("ckpt"):
         raise ConfigError("mode=export needs ckpt=<run>/checkpoints/last.ckpt (or any checkpoint with EMA weights)")
     src = Path(resolve_path(cfg.ckpt, key="ckpt"))
+    if out and Path(out).is_dir():
+        raise ConfigError(f"mode.out={out} is a folder; mode.out is a path without suffix, e.g. mode.out={out}/model "
+                          f"(writes model.pt, model.safetensors and model.yaml in it)")
     stem = Path(out) if out else src.with_name(f"{src.stem}-ema")
     paths = {s: stem.with_name(stem.name + s) for s in SUFFIXES}
     existing = [str(p) for p in paths.values() if p.exists()]

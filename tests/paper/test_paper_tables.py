@@ -2,6 +2,7 @@
 them beside the published numbers."""
 import csv
 import json
+import re
 from functools import partial
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from omegaconf import OmegaConf
 
 from dmf.config import validate
 from dmf.core.errors import ConfigError
+from dmf.paper.run import check_metrics, stage_overrides
 from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides, row_spec
 from dmf.train.preflight import check_mandatory
 from tests.helpers import CONF, compose_config, run_python
@@ -144,23 +146,27 @@ def test_a_finished_row_is_reused_only_for_the_same_training(tmp_path):
     assert json.loads(record.read_text())["ours"] == json.loads(before)["ours"]
 
 
-@pytest.mark.parametrize("typed, fix", [("eval.steps=[4]", "paper.nfe="), ("ckpt=mine.ckpt", "paper.inputs.")])
-def test_a_key_each_row_sets_is_refused_when_typed_for_the_table(tmp_path, typed, fix):
+def test_a_key_each_row_sets_is_refused_when_typed_for_the_table(tmp_path):
     """Typed after the row's own values, eval.steps=[4] would leave `ours` empty and ckpt= would score another
-    network under the row's label: refused before anything trains."""
-    out = run_py("-m", "paper=digits_ablation", "paper.row=dmf", "debug=tiny", typed, f"paper.root={tmp_path}",
-                 cwd=tmp_path)
-    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
-    assert f"error: {typed}: " in out.stderr and fix in out.stderr, out.stderr
-    assert not (tmp_path / "_stages").exists()
-
-
-def test_a_table_metric_the_rows_evaluation_does_not_compute_stops_before_training(tmp_path):
-    out = run_py("-m", "paper=digits_ablation", "paper.row=dmf", "debug=tiny", "paper.metric=fid",
+    network under the row's label: refused before anything trains (through run.py once, then each key)."""
+    out = run_py("-m", "paper=digits_ablation", "paper.row=dmf", "debug=tiny", "eval.steps=[4]",
                  f"paper.root={tmp_path}", cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
-    assert "paper.metric / paper.extra_metrics name ['fid']" in out.stderr and "eval.metrics=" in out.stderr
+    assert "error: eval.steps=[4]: the rows are scored at the table's NFEs: paper.nfe=" in out.stderr, out.stderr
     assert not (tmp_path / "_stages").exists()
+    for typed, fix in (("ckpt=mine.ckpt", "paper.inputs."), ("resume=x", "resumes its own"),
+                       ("sampler.steps=4", "paper.nfe="), ("eval.out_dir=x", "paper.root=")):
+        with pytest.raises(ConfigError, match=re.escape(f"{typed}: ") + ".*" + re.escape(fix)):
+            stage_overrides(["paper=digits_ablation", typed])
+    assert stage_overrides(["paper=digits_ablation", "paper.row=dmf", "debug=tiny", "seed=1"]) == ["debug=tiny", "seed=1"]
+
+
+def test_a_table_metric_the_rows_evaluation_does_not_compute_stops_before_training():
+    paper = compose_config(["paper=digits_ablation", "paper.row=dmf", "paper.metric=fid"]).paper
+    with pytest.raises(ConfigError, match=re.escape("paper.metric / paper.extra_metrics name ['fid']")):
+        check_metrics(paper, compose_config(row_overrides(paper, paper.rows.dmf)))
+    check_metrics(compose_config(["paper=digits_ablation", "paper.row=dmf"]).paper,
+                  compose_config(row_overrides(paper, paper.rows.dmf)))
 
 
 def test_collect_refuses_to_label_a_rows_values_with_another_metric(tmp_path):
@@ -185,7 +191,7 @@ def test_a_misspelt_row_option_is_refused():
     row_spec(paper, "dmf")
 
 
-def test_a_row_the_table_lacks_is_one_error_line(tmp_path):
-    out = run_py("-m", "paper=digits_ablation", "paper.row=nope", f"paper.root={tmp_path}", cwd=tmp_path)
-    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
-    assert "error: paper.row=nope is not a row of paper=digits_ablation; rows: mf, dmf," in out.stderr
+def test_a_row_the_table_lacks_is_named_with_the_rows():
+    paper = compose_config(["paper=digits_ablation"]).paper
+    with pytest.raises(ConfigError, match="paper.row=nope is not a row of paper=digits_ablation; rows: mf, dmf,"):
+        row_spec(paper, "nope")
