@@ -168,7 +168,11 @@ def _generate_job(cfg: DictConfig, job: StepJob, plan: Plan, render: Renderer, s
         metrics = scorer.compute(outcome.states, ref) if scorer is not None else {}
         n_grid = min(ec.grid_size, plan.num_samples)
         if n_grid:
-            images, _ = render(plan, torch.arange(n_grid))
+            # in batches of the generation's size: a compiled network reuses its graph (another batch shape compiled
+            # a second one, minutes for an XL on a card) and the grid shows the scored images to the bit
+            size = min(plan.batch_size, plan.num_samples)
+            indices = torch.arange(min(-(-n_grid // size) * size, plan.num_samples))
+            images = torch.cat([render(plan, part)[0] for part in indices.split(size)])[:n_grid]
             save_png(make_grid(images), job.dir / "grid.png")
         result = {"sampler": job.sampler.name, "steps": job.steps, "num_samples": plan.num_samples, "metrics": metrics,
                   "paper_fid": paper_fid(ec.paper, job.steps), "images_per_s": outcome.images_per_s,
