@@ -226,11 +226,13 @@ def typed_booleans(cfg: DictConfig, given: dict[str, str]) -> None:
         except Exception:  # noqa: BLE001 -- an interpolation that resolves only later is no boolean typed here
             return None
 
-    values = [k for k, o in given.items() if "." in k and not k.startswith("hydra.") and not o.startswith(("+", "~"))
-              and k not in WORDS_TOO and isinstance(value(cfg, k), (str, int, float)) and not isinstance(value(cfg, k), bool)]
+    typed = {k: value(cfg, k) for k, o in given.items()
+             if "." in k and not k.startswith("hydra.") and not o.startswith(("+", "~")) and k not in WORDS_TOO}
+    values = [k for k, v in typed.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
     if not values or not GlobalHydra.instance().is_initialized():
         return
-    base = compose(config_name="config", overrides=[o for k, o in given.items() if "." not in k and not k.startswith("hydra")])
+    choices = [o for k, o in given.items() if "." not in k and not k.startswith("hydra")]  # the groups, no values
+    base = compose(config_name="config", overrides=choices)
     for key in values:
         if isinstance(value(base, key), bool):
             raise ConfigError(f"{given[key]}: {key} is true or false (Hydra keeps any other word as text, which "
@@ -287,12 +289,15 @@ def sweep_jobs(args: list[str]) -> list[list[str]] | None:
     return [list(job) for job in itertools.product(*choices)]
 
 
-def _leaves(node, prefix: str = "") -> list[str]:
-    out = []
-    for key in node:
-        value = node._get_node(key)
-        path = f"{prefix}{key}"
-        out += _leaves(value, path + ".") if isinstance(value, DictConfig) else [path]
+def flatten(d, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1} (an empty dict is a leaf)."""
+    out = {}
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
     return out
 
 
@@ -314,7 +319,8 @@ def explain_composition(err: Exception, job: list[str], compose) -> str | None:
         head, _, leaf = key.rpartition(".")
         parent = OmegaConf.select(base, head) if head else base
         if not isinstance(parent, DictConfig):  # the misspelling is higher up: compare whole paths
-            near = difflib.get_close_matches(key, _leaves(base), n=1, cutoff=0.75)
+            near = difflib.get_close_matches(key, list(flatten(OmegaConf.to_container(base, resolve=False))), n=1,
+                                             cutoff=0.75)
             return f"{key} is not a key of this config" + (f"; did you mean {near[0]}?" if near else "")
         keys = [str(k) for k in parent if not str(k).startswith("_")]
         if near := difflib.get_close_matches(leaf, keys, n=1, cutoff=0.7):

@@ -40,21 +40,24 @@ def batch_layout(global_batch: int, world_size: int, max_per_device: int | None 
                          f"(trainer.devices x trainer.num_nodes); choose a multiple of {world_size} or another "
                          f"device count")
     per_rank = global_batch // world_size
+
+    def fewest_steps(start: int) -> int:  # accumulation steps from `start` that divide per_rank and fit the cap
+        return next(k for k in range(start, per_rank + 1) if per_rank % k == 0 and per_rank // k <= max_per_device)
+
     if accumulate == "auto":
         if max_per_device is None or per_rank <= max_per_device:
             return BatchLayout(global_batch, world_size, per_rank, 1)
-        accumulate = next(k for k in range(2, per_rank + 1) if per_rank % k == 0 and per_rank // k <= max_per_device)
+        accumulate = fewest_steps(2)
     if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
         raise BatchError(f"trainer.accumulate_grad_batches={accumulate!r} must be auto or a positive integer")
     if per_rank % accumulate:
         raise BatchError(f"data.global_batch_size={global_batch} over {world_size} devices is {per_rank} per device, "
                          f"which trainer.accumulate_grad_batches={accumulate} does not divide")
     if max_per_device is not None and per_rank // accumulate > max_per_device:
-        least = next(k for k in range(accumulate, per_rank + 1) if per_rank % k == 0 and per_rank // k <= max_per_device)
         raise BatchError(f"trainer.accumulate_grad_batches={accumulate} gives {per_rank // accumulate} per device, "
                          f"above data.max_batch_per_device={max_per_device} (the memory cap): leave "
-                         f"trainer.accumulate_grad_batches=auto, set it to {least} or more, or lift the cap "
-                         f"(data.max_batch_per_device=null)")
+                         f"trainer.accumulate_grad_batches=auto, set it to {fewest_steps(accumulate)} or more, or lift "
+                         f"the cap (data.max_batch_per_device=null)")
     return BatchLayout(global_batch, world_size, per_rank // accumulate, accumulate)
 
 

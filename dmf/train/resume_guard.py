@@ -15,6 +15,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from dmf.config import flatten
 from dmf.core.errors import UsageError
 from dmf.core.run_history import HISTORY, record_attempt
 from dmf.models.checkpoint import ARCHITECTURE_KEY, architecture, safe_load
@@ -52,24 +53,13 @@ class RunRecord(L.Callback):
         checkpoint[ARCHITECTURE_KEY] = architecture(pl_module.net)
 
 
-def _flatten(d, prefix="") -> dict:
-    out = {}
-    for k, v in (d or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def _under(key: str, prefixes) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
 def compare(original: dict, new: dict) -> tuple[list[str], list[str]]:
     """(immutable differences, mutable differences) as 'key: old -> new' lines."""
-    a, b = _flatten(original), _flatten(new)
+    a, b = flatten(original), flatten(new)
     frozen, changed = [], []
     for key in sorted(set(a) | set(b)):
         if _under(key, IGNORED) or a.get(key, "<unset>") == b.get(key, "<unset>"):
