@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from dmf.core.launch import launch_id, leads_launch
+from dmf.core.launch_time import WAIT
 from dmf.core.ranks import launch_ranks
 
 
@@ -85,10 +86,28 @@ def _follow(owner: Path, holder: str) -> None:
     if launch_ranks() is None and not _caught_up:
         _caught_up = holder in os.environ.get(HELD, "").splitlines()
         return
-    start, said = time.monotonic(), False
+    start, said, free_since = time.monotonic(), False, None
     while not (owner.exists() and owner.read_text() == holder):
-        if not said and time.monotonic() - start > 30:
+        now = time.monotonic()
+        if not said and now - start > 30:
             print(f"[dmf] waiting for rank 0 of this launch to take the lock on {owner.parent} (another job may "
                   f"hold it)", flush=True)
             said = True
+        if not _is_free(owner.parent / ".lock"):  # another job holds it: wait as long as it works
+            free_since = None
+        elif now - (free_since := free_since or now) > WAIT.total_seconds():
+            # under srun a task's death does not end the others: without this, the job would idle to its limit
+            raise RuntimeError(f"rank 0 of this launch has not taken the lock on {owner.parent} in "
+                               f"{WAIT.total_seconds():.0f} s while no job held it: it has most likely stopped (see "
+                               f"its log); this rank stops too")
         time.sleep(0.5)
+
+
+def _is_free(lock: Path) -> bool:
+    with open(lock, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return True

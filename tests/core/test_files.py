@@ -70,3 +70,39 @@ def test_a_rank_other_than_zero_waits_for_its_own_rank_zero_not_for_the_lock(tmp
     (folder / ".lock.owner").write_text(f"{launch_id()} #1")  # what this launch's rank 0 writes on taking it
     assert entered.wait(5)
     thread.join(5)
+
+
+def test_a_follower_stops_when_its_rank_zero_never_comes_but_waits_while_another_job_works(tmp_path, monkeypatch):
+    """Under srun a task that dies leaves the others running: a rank waiting for a rank 0 that never takes the lock
+    would idle to the job's time limit. It waits as long as another job holds the folder, and stops once the
+    folder has been free for the wait rank 0 gets to start (dmf.core.launch_time.WAIT)."""
+    import fcntl
+    import threading
+    from datetime import timedelta
+
+    from dmf.core import files
+
+    for key, value in {"TORCHELASTIC_RUN_ID": "abc", "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(files, "WAIT", timedelta(seconds=1.0))
+    folder = tmp_path / "flow-abc"
+    folder.mkdir()
+    other_job = open(folder / ".lock", "w")
+    fcntl.flock(other_job, fcntl.LOCK_EX)
+    outcome = []
+
+    def rank_one():
+        try:
+            with files.folder_lock(folder):
+                outcome.append("entered")
+        except RuntimeError as err:
+            outcome.append(str(err))
+
+    thread = threading.Thread(target=rank_one, daemon=True)
+    thread.start()
+    thread.join(3.0)
+    assert outcome == []  # three times the wait, but another job holds the folder
+    fcntl.flock(other_job, fcntl.LOCK_UN)
+    other_job.close()
+    thread.join(10)
+    assert len(outcome) == 1 and "rank 0 of this launch has not taken the lock" in outcome[0], outcome
