@@ -152,3 +152,32 @@ def test_a_refused_launch_leaves_the_runs_record_as_it_was(tmp_path, monkeypatch
     assert_one_error(failed, "Inception-V3 weights", "eval.inception_weights")
     run_py("mode=export", "debug=tiny", ckpt, f"run_dir={tmp_path}", check=True)
     assert {p.name: p.read_text() for p in (tmp_path / ".hydra").iterdir()} == record
+
+
+@pytest.mark.parametrize("mode, group, misspelt, meant", [
+    ("mode=eval", "eval", "num_sample: 100", "eval.num_samples"),
+    ("mode=train", "eval", "monitor_sample: 100", "eval.monitor_samples"),  # the FID callback's keys
+    ("mode=preprocess", "preprocess", "shard_sise: 10", "preprocess.shard_size"),
+])
+def test_a_misspelt_key_in_a_users_group_file_is_one_line(tmp_path, mode, group, misspelt, meant):
+    """A group file the user writes (here found through --config-dir) is merged without Hydra's key check, and
+    eval and preprocess are read key by key: the misspelt key would be ignored, e.g. 50,000 samples instead of 100."""
+    (tmp_path / "conf" / group).mkdir(parents=True)
+    parent = {"eval": "digits", "preprocess": "default"}[group]
+    (tmp_path / "conf" / group / "mine.yaml").write_text(f"defaults:\n  - {parent}\n  - _self_\n{misspelt}\n")
+    out = run_py("--config-dir", str(tmp_path / "conf"), mode, "debug=tiny", f"{group}=mine",
+                 f"run_dir={tmp_path / 'run'}", f"ckpt={tmp_path / 'none.pt'}", "preprocess.input=.")
+    assert_one_error(out, f"{group}.{misspelt.split(':')[0]} is not an option of {group}", f"did you mean {meant}?")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_the_known_keys_of_eval_and_preprocess_are_their_default_files_keys():
+    from omegaconf import OmegaConf
+
+    from dmf.data.preprocess import KEYS as PREPROCESS_KEYS
+    from dmf.eval.validate import KEYS as EVAL_KEYS
+
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    eval_file = [k for k in OmegaConf.load(conf / "eval" / "default.yaml") if k != "defaults"] + ["ref_source"]
+    assert sorted(EVAL_KEYS) == sorted(eval_file)
+    assert sorted(PREPROCESS_KEYS) == sorted(OmegaConf.load(conf / "preprocess" / "default.yaml"))

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from dmf.core.errors import ConfigError
+from dmf.core.options import check_known
 from dmf.core.ranks import local_rank, rank_and_world
 from dmf.data import layout as L
 from dmf.data.errors import DataError, ErrorPolicy, check_policy
@@ -34,6 +35,9 @@ from dmf.data.writers import ChunkWriter, NpyFolderWriter, ShardWriter
 
 log = logging.getLogger(__name__)
 LAYOUTS = ("npy", "wds", "both")
+# conf/preprocess/default.yaml's keys (a test keeps the two equal)
+KEYS = ("input", "out", "layout", "images", "folder_size", "shard_size", "batch_size", "num_workers", "device",
+        "on_error", "seed", "limit", "part", "num_parts", "progress")
 
 
 class ChunkBatches(Sampler):
@@ -290,6 +294,7 @@ def main(cfg) -> dict:
         raise ConfigError("the config has no `preprocess` node: conf/config.yaml's defaults need `- preprocess: "
                           "default` (or pass +preprocess=default)")
     p, data = cfg.preprocess, cfg.data
+    check_known("preprocess", p, KEYS)  # a preprocess file of the user's is merged without Hydra's key check
     for key in ("out", "layout", "on_error"):
         try:
             p[key]

@@ -5,15 +5,24 @@ import torch
 from omegaconf import DictConfig
 
 from dmf.core.errors import ConfigError
+from dmf.core.options import check_known
 from dmf.eval.generation.loop import DECODE_PRECISIONS
 from dmf.eval.generation.images import QUANTIZE
 from dmf.eval.paper import PAPER_FID
+
+
+# conf/eval/default.yaml's keys, which every eval config extends (a test keeps the two equal)
+KEYS = ("num_samples", "batch_size", "chunk_size", "feature_batch_size", "steps", "metrics", "monitor_samples",
+        "ref_stats", "paper", "out_dir", "overwrite", "save_png", "save_npz", "grid_size", "labels", "quantize",
+        "precision", "decode_precision", "device", "checkpoint_every_s", "num_workers", "inception_weights",
+        "dinov2_weights", "download_weights", "ref_space", "ref_out", "extractors", "metric_defs", "ref_source")
 
 
 def validate_eval(cfg: DictConfig) -> None:
     ec = cfg.get("eval")
     if ec is None:
         raise ConfigError("the config has no `eval` group: add `- eval: default` to conf/config.yaml's defaults")
+    check_known("eval", ec, KEYS)  # an eval file of the user's is merged without Hydra's key check
     for key in ("num_samples", "batch_size", "chunk_size", "feature_batch_size"):
         v = ec.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:

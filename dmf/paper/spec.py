@@ -4,6 +4,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import ConfigError
+from dmf.core.options import check_known
 
 RESULT_FILE = "paper_row.json"  # what a finished row leaves in its job folder
 
@@ -21,10 +22,7 @@ def row_spec(paper: DictConfig, row: str | None) -> DictConfig:
                          f"`python run.py -m paper={paper.name} paper.row=<row>`; rows: {', '.join(paper.rows)}")
     if row not in paper.rows:
         raise ConfigError(f"paper.row={row} is not a row of paper={paper.name}; rows: {', '.join(paper.rows)}")
-    unknown = [k for k in paper.rows[row] if k not in ROW_OPTIONS]
-    if unknown:  # e.g. a misspelt `init` would train the row from scratch
-        raise ConfigError(f"paper={paper.name} row {row}: {unknown[0]} is not an option of a row (it takes "
-                         f"{', '.join(ROW_OPTIONS)})")
+    check_known(f"paper.rows.{row}", paper.rows[row], ROW_OPTIONS)  # a misspelt `init` would train from scratch
     return paper.rows[row]
 
 

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from dmf.config import override_key, validate
 from dmf.core.errors import ConfigError
 from dmf.core.files import folder_lock, write_json_atomic
+from dmf.core.options import check_known
 from dmf.core.launch import leads_launch
 from dmf.models.hub import resolve_path
 
@@ -210,9 +211,7 @@ def check_options(pipeline: DictConfig) -> None:
     places = [(f"pipeline.stages.{n}", s, STAGE_OPTIONS) for n, s in pipeline.stages.items()]
     places += [(f"pipeline.evaluate[{i}]", r, ROW_OPTIONS) for i, r in enumerate(pipeline.evaluate)]
     for where, node, known in places:
-        unknown = [k for k in node if k not in known]
-        if unknown:
-            raise ConfigError(f"{where}.{unknown[0]} is not an option (it takes {', '.join(known)}); fix the name")
+        check_known(where, node, known)
     for name, spec in pipeline.stages.items():
         steps = spec.get("max_steps")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):

@@ -8,7 +8,9 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dmf.core.errors import UsageError
+from dmf.core.options import check_known
 from dmf.core.ranks import torchrun_layout
+from dmf.eval.validate import KEYS as EVAL_KEYS
 from dmf.models.compile import CUDA_GRAPH_MODES
 from dmf.models.hub import resolve_path
 from dmf.train.batch import BatchError, BatchLayout, batch_layout, resolve_devices
@@ -130,12 +132,11 @@ def check_compile(cfg: DictConfig) -> None:
 
 
 def check_options(cfg: DictConfig) -> None:
-    """optim and ema are read key by key: a misspelt key in an experiment file (or typed with +) would do nothing."""
-    for group, known in OPTIONS.items():
-        unknown = [k for k in cfg[group] if k not in known]
-        if unknown:
-            raise PreflightError(f"{group}.{unknown[0]} is not an option of {group} (it takes {', '.join(known)}); "
-                                 f"fix the name, e.g. in the experiment file that sets it")
+    """optim, ema and eval (the FID callback's settings) are read key by key: a misspelt key in an experiment file
+    (or typed with +) would do nothing."""
+    for group, known in {**OPTIONS, "eval": EVAL_KEYS}.items():
+        if group in cfg:
+            check_known(group, cfg[group], known, PreflightError)
 
 
 def lightning_precisions() -> list:

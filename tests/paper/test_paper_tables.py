@@ -186,7 +186,8 @@ def test_collect_refuses_to_label_a_rows_values_with_another_metric(tmp_path):
 def test_a_misspelt_row_option_is_refused():
     """A row is read key by key: a misspelt `init` would train the row from scratch under the row's label."""
     paper = compose_config(["paper=digits_ablation", "+paper.rows.dmf_mg.intt=flow"]).paper
-    with pytest.raises(ValueError, match="row dmf_mg: intt is not an option of a row"):
+    with pytest.raises(ValueError, match=r"paper.rows.dmf_mg.intt is not an option of paper.rows.dmf_mg \(did you "
+                                         r"mean paper.rows.dmf_mg.init\?\)"):
         row_spec(paper, "dmf_mg")
     row_spec(paper, "dmf")
 

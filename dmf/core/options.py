@@ -1,0 +1,14 @@
+"""Nodes read key by key (optim, ema, eval, preprocess, a pipeline stage, a paper row): a misspelt key written in a
+yaml file, where Hydra's struct check does not reach, would do nothing. One check, with the nearest name."""
+import difflib
+
+from dmf.core.errors import ConfigError
+
+
+def check_known(where: str, node, known, error=ConfigError) -> None:
+    unknown = [str(k) for k in node if k not in known]
+    if not unknown:
+        return
+    near = difflib.get_close_matches(unknown[0], list(known), n=1, cutoff=0.7)
+    hint = f"did you mean {where}.{near[0]}?" if near else f"it takes {', '.join(known)}"
+    raise error(f"{where}.{unknown[0]} is not an option of {where} ({hint}); fix the name where it is set")
