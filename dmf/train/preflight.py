@@ -1,8 +1,10 @@
 """Checks made in the launching process, before Lightning starts ranks or builds anything expensive: each
 failure is one message naming the key and the fix."""
+import inspect
 import re
 from pathlib import Path
 
+import lightning as L
 import torch
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -15,6 +17,7 @@ from dmf.models.compile import CUDA_GRAPH_MODES
 from dmf.models.hub import resolve_path
 from dmf.train.batch import BatchError, BatchLayout, batch_layout, resolve_devices
 from dmf.train.module import OPTIONS
+from dmf.train.nonfinite import TRAINER_KEYS as NONFINITE_KEYS
 from dmf.train.slurm import cpu_tasks_allocated
 
 # What a user should pass for a mandatory value, by key.
@@ -133,8 +136,10 @@ def check_compile(cfg: DictConfig) -> None:
 
 def check_options(cfg: DictConfig) -> None:
     """optim, ema and eval (the FID callback's settings) are read key by key: a misspelt key in an experiment file
-    (or typed with +) would do nothing."""
-    for group, known in {**OPTIONS, "eval": EVAL_KEYS}.items():
+    (or typed with +) would do nothing. trainer's keys are lightning.Trainer's arguments (a TypeError after the
+    model is built, else) and the non-finite guard's."""
+    trainer = (*inspect.signature(L.Trainer.__init__).parameters, *NONFINITE_KEYS)
+    for group, known in {**OPTIONS, "eval": EVAL_KEYS, "trainer": trainer}.items():
         if group in cfg:
             check_known(group, cfg[group], known, PreflightError)
 

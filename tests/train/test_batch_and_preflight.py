@@ -55,6 +55,8 @@ def test_the_per_device_batch_cannot_be_set_directly():
 @pytest.mark.parametrize("extra, message", [
     (["+optim.warmup_step=100"], "optim.warmup_step is not an option"),
     (["+ema.decy=0.5"], "ema.decy is not an option of ema"),
+    (["+trainer.max_step=100"], r"trainer.max_step is not an option of trainer \(did you mean trainer.max_steps\?\)"),
+    (["+eval.monitor_sample=100"], "eval.monitor_sample is not an option of eval"),
     # resume=auto, pipelines and paper rows read <run_dir>/checkpoints/last.ckpt
     (["callbacks.checkpoint.dirpath=/elsewhere"], "callbacks.checkpoint.dirpath=/elsewhere: a run's checkpoints live in"),
     (["callbacks.requeue.dirpath=/elsewhere"], "callbacks.requeue.dirpath=/elsewhere"),
