@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import ConfigError
 from dmf.core.launch_time import launch_time
+from dmf.core.options import check_known
 from dmf.models.attention import get_backend
 from dmf.models.compile import compile_mode
 from dmf.models.registry import SIZES, check_split, parse_name
@@ -263,8 +264,28 @@ def validate_typed(cfg: DictConfig, typed: list[str]) -> None:
                           f"to, e.g. guidance=mg {options[0]}")
 
 
+# the keys of the data configs (conf/data/*.yaml; a test keeps the two equal): read one by one, so a misspelt
+# global_batch_size in an experiment file would train at the data config's batch
+DATA_KEYS = ("name", "resolution", "fixed_resolution", "channels", "num_classes", "latent_downsample",
+             "latent_channels", "latent_size", "root", "format", "on_error", "vae", "global_batch_size",
+             "max_batch_per_device", "datamodule")
+
+
+def check_data_keys(cfg: DictConfig) -> None:
+    """A data key is one the code reads, or one the config's own interpolations read (a helper key of a user's
+    dataset config, e.g. `${data.my_root}/train`)."""
+    import re
+
+    if "data" not in cfg:
+        return
+    texts = [str(v) for v in flatten(OmegaConf.to_container(cfg, resolve=False)).values() if isinstance(v, str)]
+    referenced = {m for text in texts for m in re.findall(r"\$\{data\.(\w+)", text)}
+    check_known("data", cfg.data, (*DATA_KEYS, *sorted(referenced - set(DATA_KEYS))))
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks that concern the pieces every mode builds; each piece also re-checks its own arguments."""
+    check_data_keys(cfg)
     try:
         validate_values(cfg)
         validate_model(cfg)

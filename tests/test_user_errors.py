@@ -158,12 +158,13 @@ def test_a_refused_launch_leaves_the_runs_record_as_it_was(tmp_path, monkeypatch
     ("mode=eval", "eval", "num_sample: 100", "eval.num_samples"),
     ("mode=train", "eval", "monitor_sample: 100", "eval.monitor_samples"),  # the FID callback's keys
     ("mode=preprocess", "preprocess", "shard_sise: 10", "preprocess.shard_size"),
+    ("mode=train", "data", "global_batch_sise: 64", "data.global_batch_size"),  # would train at 128
 ])
 def test_a_misspelt_key_in_a_users_group_file_is_one_line(tmp_path, mode, group, misspelt, meant):
     """A group file the user writes (here found through --config-dir) is merged without Hydra's key check, and
     eval and preprocess are read key by key: the misspelt key would be ignored, e.g. 50,000 samples instead of 100."""
     (tmp_path / "conf" / group).mkdir(parents=True)
-    parent = {"eval": "digits", "preprocess": "default"}[group]
+    parent = {"eval": "digits", "preprocess": "default", "data": "digits"}[group]
     (tmp_path / "conf" / group / "mine.yaml").write_text(f"defaults:\n  - {parent}\n  - _self_\n{misspelt}\n")
     out = run_py("--config-dir", str(tmp_path / "conf"), mode, "debug=tiny", f"{group}=mine",
                  f"run_dir={tmp_path / 'run'}", f"ckpt={tmp_path / 'none.pt'}", "preprocess.input=.")
@@ -171,9 +172,10 @@ def test_a_misspelt_key_in_a_users_group_file_is_one_line(tmp_path, mode, group,
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_the_known_keys_of_eval_and_preprocess_are_their_default_files_keys():
+def test_the_known_keys_of_eval_preprocess_and_data_are_their_files_keys():
     from omegaconf import OmegaConf
 
+    from dmf.config import DATA_KEYS
     from dmf.data.preprocess import KEYS as PREPROCESS_KEYS
     from dmf.eval.validate import KEYS as EVAL_KEYS
 
@@ -181,3 +183,15 @@ def test_the_known_keys_of_eval_and_preprocess_are_their_default_files_keys():
     eval_file = [k for k in OmegaConf.load(conf / "eval" / "default.yaml") if k != "defaults"] + ["ref_source"]
     assert sorted(EVAL_KEYS) == sorted(eval_file)
     assert sorted(PREPROCESS_KEYS) == sorted(OmegaConf.load(conf / "preprocess" / "default.yaml"))
+    assert sorted(DATA_KEYS) == sorted({k for f in (conf / "data").glob("*.yaml") for k in OmegaConf.load(f)})
+
+
+def test_a_data_key_of_the_users_own_that_the_config_reads_is_kept():
+    """A dataset config of one's own may hold helper keys for its interpolations; only unread keys stop."""
+    from dmf.config import validate
+    from dmf.core.errors import ConfigError
+    from tests.helpers import compose_config
+
+    validate(compose_config(["debug=tiny", "+data.my_seed=3", "data.datamodule.seed=${data.my_seed}"]))
+    with pytest.raises(ConfigError, match="data.my_seed is not an option of data"):
+        validate(compose_config(["debug=tiny", "+data.my_seed=3"]))
