@@ -9,11 +9,12 @@ from dmf.models import describe_load, load_pretrained, load_weights
 from dmf.models.hub import resolve_path
 
 
-def build_network(cfg: DictConfig, frozen: bool = False) -> torch.nn.Module:
+def build_network(cfg: DictConfig, frozen: bool = False, initialise: bool = True) -> torch.nn.Module:
     """cfg.model, initialised from cfg.ckpt when given through the one key policy (`load_pretrained`: strict names;
     REPA projectors dropped, a new log-variance head or qk-norm kept as initialised, each reported). frozen: in eval
-    mode without gradients, for sampling."""
-    path = resolve_path(cfg.ckpt, key="ckpt") if cfg.get("ckpt") else None  # a missing file fails before the model is built
+    mode without gradients, for sampling. initialise=False: cfg.ckpt is not read (a resume brings its own weights)."""
+    # a missing file fails before the model is built
+    path = resolve_path(cfg.ckpt, key="ckpt") if cfg.get("ckpt") and initialise else None
     net = instantiate(cfg.model)
     if path:
         report = load_pretrained(net, path, key="ckpt")

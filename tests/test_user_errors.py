@@ -63,6 +63,9 @@ def test_a_checkpoint_of_another_network_is_one_line(tmp_path, small_ckpt, mode)
                  f"hydra.run.dir={tmp_path}")
     assert_one_error(out, f"ckpt={small_ckpt}", "shape")
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "eval").exists()
+    if mode == "mode=train":  # the attempt is kept, as one that never trained
+        status = (tmp_path / "config_history" / "attempt_001" / "status").read_text()
+        assert status.startswith("failed before training\n"), status
 
 
 def test_a_resume_with_a_changed_setting_is_one_line(tmp_path):

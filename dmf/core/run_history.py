@@ -10,12 +10,17 @@ from omegaconf import OmegaConf
 HISTORY = "config_history"
 
 
+def attempts(run_dir: Path) -> list[Path]:
+    """The run's attempt folders, oldest first."""
+    found = [p for p in (run_dir / HISTORY).glob("attempt_*") if p.name.split("_")[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+
+
 def record_attempt(run_dir: Path, config: dict, status: str, resumed_from: str | None) -> Path:
     history = run_dir / HISTORY
     history.mkdir(parents=True, exist_ok=True)
-    n = 1 + max((int(p.name.split("_")[1]) for p in history.glob("attempt_*") if p.name.split("_")[1].isdigit()),
-                default=0)
-    attempt = history / f"attempt_{n:03d}"
+    done = attempts(run_dir)
+    attempt = history / f"attempt_{1 + (int(done[-1].name.split('_')[1]) if done else 0):03d}"
     attempt.mkdir()
     OmegaConf.save(OmegaConf.create(config), attempt / "config.yaml")
     (attempt / "status").write_text(f"{status}\nresumed_from: {resumed_from}\ntime: {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -25,11 +30,19 @@ def record_attempt(run_dir: Path, config: dict, status: str, resumed_from: str |
     return attempt
 
 
+def mark_last_attempt(run_dir: Path, status: str) -> None:
+    """A launch that failed after its attempt was recorded as accepted (building the network from a new checkpoint,
+    the data): it is not the run's record, which restore_launch_record then takes from the attempt before."""
+    if done := attempts(run_dir):
+        lines = (done[-1] / "status").read_text().split("\n")
+        (done[-1] / "status").write_text("\n".join([status, *lines[1:]]))
+
+
 def restore_launch_record(run_dir: Path) -> None:
     """Put back the .hydra record of the run's last accepted attempt (a refused launch, whatever refused it: a bad
     value, a refused resume or restart, would otherwise leave its own). A folder with no accepted attempt keeps
     what Hydra wrote."""
-    accepted = [p for p in sorted((run_dir / HISTORY).glob("attempt_*"))
+    accepted = [p for p in attempts(run_dir)
                 if (p / "status").exists() and (p / "status").read_text().startswith("accepted") and (p / ".hydra").is_dir()]
     if accepted and (run_dir / ".hydra").is_dir():
         shutil.rmtree(run_dir / ".hydra")

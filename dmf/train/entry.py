@@ -5,12 +5,14 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.build import build_network, build_objective
 from dmf.core.errors import MissingFileError, ResultExistsError
 from dmf.core.ranks import torchrun_layout
+from dmf.core.run_history import mark_last_attempt
 from dmf.train.batch import resolve_devices
 from dmf.train.guards import run_guards
 from dmf.train.loggers import log_run_config
@@ -59,11 +61,8 @@ def resume_path(cfg: DictConfig) -> str | None:
     return cfg.resume or None
 
 
-def train(cfg: DictConfig) -> TrainModule:
-    check_strategy(cfg)  # a strategy that cannot train this objective stops before anything else
-    batch = preflight(cfg)  # before any rank starts or anything is built
-    resume = resume_path(cfg)
-    check_resume(cfg, resume)  # a resume must not rewrite the run's history
+def build_training(cfg: DictConfig, batch, resume: str | None) -> tuple:
+    """The data, the module (network from cfg.ckpt on a start), the callbacks and Lightning's trainer."""
     datamodule = instantiate(cfg.data.datamodule, batch_size=batch.per_device)
     check_data(datamodule)
     # the EMA copy is in eval mode on purpose; Lightning would warn about it at every start
@@ -74,7 +73,9 @@ def train(cfg: DictConfig) -> TrainModule:
     logging.getLogger("lightning").propagate = False
     L.seed_everything(cfg.seed, workers=True)  # the initial weights; per-rank draws are seeded in TrainModule
     run_dir = Path(cfg.run_dir)
-    module = TrainModule(build_network(cfg), build_objective(cfg), optim=cfg.optim, ema=cfg.ema, seed=cfg.seed)
+    # a resume continues from its own weights, which Lightning loads: ckpt= (reported as not used) is not read
+    net = build_network(cfg, initialise=resume is None)
+    module = TrainModule(net, build_objective(cfg), optim=cfg.optim, ema=cfg.ema, seed=cfg.seed)
     final = FinalLast(run_dir / "checkpoints")
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + run_guards(cfg) + [final]
     trainer = L.Trainer(**trainer_kwargs(cfg, batch.accumulate), logger=instantiate(cfg.logger),
@@ -82,6 +83,21 @@ def train(cfg: DictConfig) -> TrainModule:
     if trainer.world_size != batch.world_size:
         raise RuntimeError(f"Lightning started {trainer.world_size} processes but the batch was laid out for "
                            f"{batch.world_size} (trainer.devices x trainer.num_nodes); set them to match the launcher")
+    return datamodule, module, trainer, final
+
+
+def train(cfg: DictConfig) -> TrainModule:
+    check_strategy(cfg)  # a strategy that cannot train this objective stops before anything else
+    batch = preflight(cfg)  # before any rank starts or anything is built
+    resume = resume_path(cfg)
+    check_resume(cfg, resume)  # a resume must not rewrite the run's history
+    run_dir = Path(cfg.run_dir)
+    try:
+        datamodule, module, trainer, final = build_training(cfg, batch, resume)
+    except BaseException:
+        if rank_zero_only.rank == 0:  # this attempt never trained: the run's record stays the one before
+            mark_last_attempt(run_dir, "failed before training")
+        raise
     if trainer.is_global_zero:
         print(f"[dmf] {batch.describe()}", flush=True)
     log_run_config(trainer.loggers, cfg, batch)
