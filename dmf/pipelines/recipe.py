@@ -29,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.config import override_key, validate
+from dmf.config import override_key, validate, validate_typed
 from dmf.core.errors import ConfigError
 from dmf.core.files import folder_lock, write_json_atomic
 from dmf.core.options import check_known
@@ -80,11 +80,15 @@ def compose_stage(experiment: str, overrides: list[str]) -> DictConfig:
 
 
 def accepted(experiment: str, overrides: list[str]) -> list[str]:
-    """The overrides that this stage's config composes and validates with (each tried on top of the previous)."""
+    """The overrides that this stage's config composes and validates with, and reads (each tried on top of the
+    previous): a key the stage would not read, e.g. the (t, r) proposal's time.P_mean_r for the flow stage, would
+    only change its identity and retrain it."""
     taken = []
     for o in overrides:
         try:
-            validate(compose_stage(experiment, [*taken, o]))
+            stage = compose_stage(experiment, [*taken, o])
+            validate(stage)
+            validate_typed(stage, [*taken, o])
         except Exception:  # noqa: BLE001 -- composition, type and validation errors all mean "not for this stage"
             continue
         taken.append(o)
