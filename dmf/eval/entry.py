@@ -66,7 +66,7 @@ def _resolve_reference(cfg: DictConfig, scorer, info, device):
     if ec.ref_stats == "build":  # small datasets (digits): statistics of eval.ref_source, computed now
         ref_scorer = build_scorer([n for n, m in scorer.metrics.items() if m.needs_reference], ec.metric_defs,
                                   ec.extractors).to(device)
-        states = reference_states(instantiate(ec.ref_source), ref_scorer, device, info, ec.batch_size, 0,
+        states = reference_states(instantiate(ec.ref_source), ref_scorer, device, info, ec.batch_size, ec.num_workers,
                                   ec.ref_space, build_vae(cfg).to(device) if ec.ref_space == "latent" else None,
                                   ec.quantize, cfg.seed)
         return ref_scorer.reference(states), f"eval.ref_source ({ec.ref_source._target_})"

@@ -68,7 +68,8 @@ def test_ref_stats_mode_then_eval_against_file(tmp_path, ckpt):
     stats = load_reference(str(ref))
     assert set(stats) == {"fd_pix"} and stats["fd_pix"]["mu"].shape == (12,)
     run_mode(config("eval", tmp_path / "file", ckpt, f"eval.ref_stats={ref}"))
-    run_mode(config("eval", tmp_path / "built", ckpt))  # ref_stats=build: the same statistics, computed inline
+    # ref_stats=build: the same statistics, computed inline (read by DataLoader workers: eval.num_workers)
+    run_mode(config("eval", tmp_path / "built", ckpt, "eval.num_workers=2"))
     a = json.loads((tmp_path / "file" / "eval" / "euler_1" / "result.json").read_text())["metrics"]
     b = json.loads((tmp_path / "built" / "eval" / "euler_1" / "result.json").read_text())["metrics"]
     assert a["fd_pix"] == pytest.approx(b["fd_pix"], rel=1e-9)
