@@ -21,7 +21,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) run.py
 
-# the whole suite, slow end-to-end tests included, on two workers (pytest-xdist): about 7.5 min on the 2-core
+# the whole suite, slow end-to-end tests included, on two workers (pytest-xdist): about 9 min on the 2-core
 # reference machine (2026-11-27)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2
