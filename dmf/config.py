@@ -283,9 +283,21 @@ def check_data_keys(cfg: DictConfig) -> None:
     check_known("data", cfg.data, (*DATA_KEYS, *sorted(referenced - set(DATA_KEYS))))
 
 
+BOOLEAN_WORDS = ("true", "false", "yes", "no", "on", "off")
+
+
+def check_text_booleans(cfg: DictConfig) -> None:
+    """A boolean written as text: `overwrite: "no"` quoted in a file, or `eval.save_png=no` typed for a key whose
+    default is null (typed_booleans sees only keys that default to true/false). Python reads any text as true."""
+    for key, value in flatten(OmegaConf.to_container(cfg, resolve=False)).items():
+        if isinstance(value, str) and value.lower() in BOOLEAN_WORDS and key not in WORDS_TOO:
+            raise ConfigError(f"{key}={value!r} is text, which counts as true: write true or false, unquoted")
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks that concern the pieces every mode builds; each piece also re-checks its own arguments."""
     check_data_keys(cfg)
+    check_text_booleans(cfg)
     try:
         validate_values(cfg)
         validate_model(cfg)

@@ -138,6 +138,15 @@ def test_a_word_typed_for_a_boolean_is_refused(typed):
         validate_typed(compose(config_name="config", overrides=ok), ok)
 
 
+def test_a_boolean_written_as_text_is_refused_wherever_it_comes_from():
+    """eval.save_png defaults to null (decided per mode), so the typed-key check cannot know it is a boolean; a quoted
+    "no" in a yaml file is text too (bare no/off/yes are booleans in YAML 1.1, which Hydra reads)."""
+    for typed in (["mode=sample", "eval.save_png=no"], ["mode=eval", "eval.overwrite='no'"]):
+        with pytest.raises(ConfigError, match=r"eval\.\w+='no' is text, which counts as true"):
+            validate(compose_config(typed))
+    validate(compose_config(["mode=sample", "eval.save_png=false", "model.compile=default"]))
+
+
 def test_an_empty_value_or_a_file_as_run_dir_is_refused(tmp_path):
     """`ckpt=$CKPT` with the variable unset trained a checkpoint-requiring experiment from random weights."""
     with pytest.raises(ConfigError, match=r"ckpt= has no value \(an unset shell variable\?\): give one, or ckpt=null"):
