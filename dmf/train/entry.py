@@ -42,8 +42,9 @@ def trainer_kwargs(cfg: DictConfig, accumulate: int) -> dict:
 
 def resume_path(cfg: DictConfig) -> str | None:
     """`resume`: auto = the run dir's last.ckpt if it exists; otherwise a path or null. null (a new start) is
-    refused where the run dir already holds a run's last.ckpt: the new run would replace it. A requeued SLURM job
-    started with resume=<path> continues from its own last.ckpt."""
+    refused where the run dir already holds a run's last.ckpt: the new run would replace it, and so is a path
+    outside the run's checkpoints/ (another run's weights would replace it); one inside rolls the run back. A
+    requeued SLURM job started with resume=<path> continues from its own last.ckpt."""
     last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
     if cfg.resume == "auto":
         return str(last) if last.exists() else None
@@ -54,6 +55,13 @@ def resume_path(cfg: DictConfig) -> str | None:
         return str(last)
     if cfg.resume and not Path(cfg.resume).exists():
         raise MissingFileError(f"resume={cfg.resume} does not exist (use resume=auto or a .ckpt path)")
+    if cfg.resume and last.exists() and Path(cfg.resume).resolve().parent != last.parent.resolve():
+        raise ResultExistsError(f"resume={cfg.resume} is not a checkpoint of this run, and {last} holds the run of "
+                                f"this run dir, which resuming from it would replace. Fix: continue it in a run dir of "
+                                f"its own (run_dir=<new folder> resume={cfg.resume}), or resume=auto to continue this run")
+    if cfg.resume and last.exists() and Path(cfg.resume).resolve() != last.resolve() and rank_zero_only.rank == 0:
+        print(f"[dmf] rolling back to resume={cfg.resume}: this run's checkpoints/last.ckpt, further on, will be "
+              f"replaced by the rolled-back run's (the periodic step_*.ckpt files stay)", flush=True)
     if last.exists() and not cfg.resume:
         raise ResultExistsError(f"{last} holds the run of this run dir, which resume=null would replace. Fix: "
                                 f"resume=auto (the default) continues it; to start anew, choose another run dir "

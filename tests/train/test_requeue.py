@@ -142,10 +142,10 @@ def test_a_requeued_job_started_with_resume_path_continues_its_own_progress(tmp_
     start = tmp_path / "start.ckpt"
     start.write_bytes(b"x")
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    last.parent.mkdir(parents=True)
-    last.write_bytes(b"x")
     cfg = compose_config([*TINY, f"run_dir={tmp_path / 'run'}", f"resume={start}"])
     monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
     assert resume_path(cfg) == str(start)  # the first start: what the user asked for
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"x")  # the job's progress, then SLURM requeues it
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     assert resume_path(cfg) == str(last)

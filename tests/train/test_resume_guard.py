@@ -93,3 +93,28 @@ def test_checkpoint_records_architecture_and_refuses_another(tmp_path):
         build_network(compose_config([*base, "model.dmf_depth=1"]))  # same tensors, other split: refused
     with pytest.raises(CheckpointMismatch, match=r"num_heads=2 \(config builds 4"):
         build_network(compose_config([*base, "model.dmf_depth=2", "model.num_heads=4"]))
+
+
+def test_another_runs_checkpoint_cannot_replace_this_runs_but_a_rollback_may(tmp_path, capsys):
+    """resume=<another run's last.ckpt> into a run dir that holds its own run replaced that run's weights (and mixed
+    the two runs' metrics); a periodic checkpoint of the run itself rolls it back, said."""
+    from dmf.core.errors import ResultExistsError
+    from dmf.train.entry import resume_path
+
+    own = tmp_path / "run" / "checkpoints"
+    own.mkdir(parents=True)
+    (own / "last.ckpt").write_bytes(b"step 4")
+    (own / "step_000002.ckpt").write_bytes(b"step 2")
+    other = tmp_path / "other" / "checkpoints" / "last.ckpt"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"another run")
+
+    def resume(path):
+        return resume_path(compose_config(["experiment=digits_dmf", f"run_dir={tmp_path / 'run'}", f"resume={path}"]))
+
+    with pytest.raises(ResultExistsError, match="is not a checkpoint of this run.*run_dir=<new folder>"):
+        resume(other)
+    assert resume(own / "step_000002.ckpt") == str(own / "step_000002.ckpt")
+    assert "rolling back" in capsys.readouterr().out
+    assert resume(own / "last.ckpt") == str(own / "last.ckpt")
+    assert (own / "last.ckpt").read_bytes() == b"step 4"
