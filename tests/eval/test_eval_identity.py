@@ -58,7 +58,7 @@ def test_a_resume_never_merges_two_weight_files(tmp_path):
     run_mode("eval", tmp_path, ckpt)
     (tmp_path / "eval" / "euler_1" / "result.json").unlink()  # killed after its partial states were saved
     save_weights(ckpt, 1)
-    with pytest.raises(ValueError, match=r"partial run with other settings \(differ: ckpt_sha256\)"):
+    with pytest.raises(FileExistsError, match=r"partial run with other settings \(differ: ckpt_sha256\)"):
         run_mode("eval", tmp_path, ckpt)
 
 

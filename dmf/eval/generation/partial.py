@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dmf.core.errors import ResultExistsError
 from dmf.core.files import atomic_path, write_json_atomic
 from dmf.models.checkpoint import safe_load
 
@@ -35,14 +36,14 @@ class PartialRun:
         """Raise if the directory holds a partial run made with other settings, or state files of unknown origin."""
         if not self.spec.exists():
             if self.files():
-                raise ValueError(f"{self.dir} holds partial states but no spec.json saying what produced them; they "
+                raise ResultExistsError(f"{self.dir} holds partial states but no spec.json saying what produced them; they "
                                  f"cannot be trusted. Fix: pass eval.overwrite=true to discard them, or choose a new "
                                  f"eval.out_dir.")
             return
         old = json.loads(self.spec.read_text())
         if _canonical(old) != _canonical(self.fingerprint):
             diff = sorted(k for k in set(old) | set(self.fingerprint) if old.get(k) != self.fingerprint.get(k))
-            raise ValueError(
+            raise ResultExistsError(
                 f"{self.dir} holds a partial run with other settings (differ: {', '.join(diff)}). Fix: pass "
                 f"eval.overwrite=true to discard it, or choose a new eval.out_dir.")
 
