@@ -1,7 +1,9 @@
 """Atomic writes, the one rule for every file a run leaves behind (checkpoints, statistics, samples, records):
 write beside the target, then rename over it, so a reader or a resumed run sees the old file or the new one,
 never half of either. And folder locks, for work that jobs running at once may share."""
+import csv
 import fcntl
+import io
 import json
 import os
 import time
@@ -44,6 +46,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(path: str | os.PathLike, obj, **dumps_kwargs) -> Path:
     return write_text_atomic(path, json.dumps(obj, **dumps_kwargs))
+
+
+def write_csv_atomic(path: str | os.PathLike, rows: list[dict], fieldnames: list[str], **writer_kwargs) -> Path:
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fieldnames, **writer_kwargs)
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, text.getvalue())
 
 
 @contextmanager

@@ -1,9 +1,9 @@
 """What people read after an evaluation: a table (markdown + CSV) of every result under eval.out_dir and, when
 several step counts were evaluated, a metric-vs-NFE plot."""
-import csv
 import json
 from pathlib import Path
 
+from dmf.core.files import atomic_path, write_csv_atomic, write_text_atomic
 from dmf.eval.paper import paper_fid
 
 FIRST = ["sampler", "steps", "shift", "cfg_scale", "num_samples"]
@@ -45,11 +45,8 @@ def write_tables(rows: list[dict], out_dir: str | Path, title: str = "") -> tupl
     md = [f"# {title}\n" if title else "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(_fmt(r.get(c), c) for c in cols) + " |" for r in rows]
     md_path, csv_path = out_dir / "results.md", out_dir / "results.csv"
-    md_path.write_text("\n".join(line for line in md if line) + "\n")
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    write_text_atomic(md_path, "\n".join(line for line in md if line) + "\n")
+    write_csv_atomic(csv_path, rows, cols, extrasaction="ignore")
     return md_path, csv_path
 
 
@@ -84,7 +81,8 @@ def plot_vs_nfe(rows: list[dict], out_dir: str | Path, metric: str = "fid") -> P
     ax.legend()
     fig.tight_layout()
     path = Path(out_dir) / f"{metric}_vs_nfe.png"
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 

@@ -5,7 +5,6 @@ rows not run yet) and <table>_vs_nfe.png (ours solid, the paper's dashed).
 Each row is read from its job folder's paper_row.json (dmf/paper/run.py). The sweep collector of mode=collect
 (issue 9) reads job folders too; this reader is deliberately small so the two can share one at merge.
 """
-import csv
 import json
 import logging
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from dmf.core.errors import ConfigError
+from dmf.core.files import atomic_path, write_csv_atomic, write_text_atomic
 from dmf.paper.spec import RESULT_FILE, paper_values, table_root
 
 log = logging.getLogger("dmf.paper")
@@ -69,7 +69,7 @@ def write_markdown(rows: list[dict], paper: DictConfig, path: Path) -> None:
     for r in rows:
         cells = [(f"{r[c]:+.3f}" if c == "difference" and r[c] is not None else fmt(r[c])) for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def plot(rows: list[dict], paper: DictConfig, path: Path) -> Path | None:
@@ -100,7 +100,8 @@ def plot(rows: list[dict], paper: DictConfig, path: Path) -> Path | None:
     ax.legend(fontsize=6)
     ax.set_title(paper.get("title") or paper.name, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 
@@ -113,10 +114,7 @@ def collect_table(paper: DictConfig) -> dict:
     rows = table_rows(paper)
     md, csv_path = root / f"{paper.name}.md", root / f"{paper.name}.csv"
     write_markdown(rows, paper, md)
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv_atomic(csv_path, rows, list(rows[0]))
     figure = plot(rows, paper, root / f"{paper.name}_vs_nfe.png")
     done = len({r["row"] for r in rows if r["ours"] != "missing"})
     print(md.read_text(), flush=True)

@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.config import override_key, validate, validate_typed
 from dmf.core.errors import ConfigError
-from dmf.core.files import folder_lock, write_json_atomic
+from dmf.core.files import folder_lock, write_json_atomic, write_text_atomic
 from dmf.core.options import check_known
 from dmf.core.launch import leads_launch
 from dmf.models.hub import resolve_path
@@ -254,7 +254,7 @@ def run(cfg: DictConfig) -> list[dict]:
     if not leads_launch():
         return rows
     table = markdown_table(rows)
-    (run_dir / "results.md").write_text(f"# {cfg.pipeline.title}\n\n{table}\n")
+    write_text_atomic(run_dir / "results.md", f"# {cfg.pipeline.title}\n\n{table}\n")
     write_json_atomic(run_dir / "results.json", {"rows": rows, "stages": {n: str(Path(c).parent.parent) for n, c in ckpts.items()}},
                       indent=1, default=float)
     grids = "\n".join(f"  {r['grid']}" for r in rows if r["grid"])

@@ -2,7 +2,7 @@
 folder under `dir` (a folder with .hydra/overrides.yaml) and writes, into `dir`:
 
     sweep.md, sweep.csv      one row per job and result row: the swept keys, the results, the last logged losses
-    sweep_<key>.png          collect.metric against each swept key (one line per result row kind)
+    sweep_<metric>_vs_<key>.png   collect.metric against each swept key (one line per result row kind)
 
 A job's results are the rows of its results.json (pipelines, e.g. the digits default) or of its mode=eval
 result.json files (eval/<sampler>_<steps>/); its losses are the last logged values in logs/**/metrics.csv (per
@@ -16,6 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import ConfigError
+from dmf.core.files import atomic_path, write_csv_atomic, write_text_atomic
 from dmf.core.launch import require_one_process
 from dmf.core.run_history import HISTORY
 from dmf.eval.report import collect as eval_rows
@@ -112,11 +113,8 @@ def write_tables(rows: list[dict], root: Path) -> tuple[Path, Path]:
     md = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     md += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
     md_path, csv_path = root / "sweep.md", root / "sweep.csv"
-    md_path.write_text(f"# Sweep {root}\n\n" + "\n".join(md) + "\n")
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
+    write_text_atomic(md_path, f"# Sweep {root}\n\n" + "\n".join(md) + "\n")
+    write_csv_atomic(csv_path, rows, cols)
     return md_path, csv_path
 
 
@@ -149,8 +147,10 @@ def plot_against(rows: list[dict], key: str, metric: str, root: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
     fig.tight_layout()
-    path = root / f"sweep_{key.replace('/', '_')}.png"
-    fig.savefig(path)
+    name = f"sweep_{metric}_vs_{key}".replace("/", "_")  # one file per metric: collect.metric=<another> adds its own
+    path = root / f"{name}.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 

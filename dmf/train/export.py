@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.errors import ConfigError, ResultExistsError
+from dmf.core.files import atomic_path
 from dmf.core.launch import require_one_process
 from dmf.models.checkpoint import load_weights
 from dmf.models.hub import resolve_path
@@ -40,8 +41,11 @@ def export(cfg: DictConfig, out: str | None = None, overwrite: bool = False) -> 
     load_weights(net, src, prefer="ema")  # strict: the config must describe these weights
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     stem.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"ema": state}, paths[".pt"])
-    save_file(state, str(paths[".safetensors"]), metadata={"source": str(src)})
-    OmegaConf.save(cfg, paths[".yaml"])  # unresolved: keeps its interpolations, like .hydra/config.yaml
+    with atomic_path(paths[".pt"]) as tmp:
+        torch.save({"ema": state}, tmp)
+    with atomic_path(paths[".safetensors"]) as tmp:
+        save_file(state, str(tmp), metadata={"source": str(src)})
+    with atomic_path(paths[".yaml"]) as tmp:
+        OmegaConf.save(cfg, tmp)  # unresolved: keeps its interpolations, like .hydra/config.yaml
     print(f"[dmf] exported the EMA weights of {src} ({len(state)} tensors) to {stem}{{{','.join(SUFFIXES)}}}")
     return paths

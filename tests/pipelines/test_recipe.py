@@ -145,7 +145,8 @@ def test_collect_gathers_the_sweep(sweep):
             assert {(r["stage"], r["result:sampler"], int(r["steps"])): float(r["fd_digits"]) for r in mine} == \
                 pytest.approx({k: v["fd_digits"] for k, v in expected.items()})
     assert (sweep / "sweep.md").exists()
-    assert (sweep / "sweep_guidance.omega.png").stat().st_size > 0 and (sweep / "sweep_sampler.png").exists()
+    plots = sweep / "sweep_fd_digits_vs_guidance.omega.png", sweep / "sweep_fd_digits_vs_sampler.png"
+    assert plots[0].stat().st_size > 0 and plots[1].exists()
 
 
 @pytest.mark.slow

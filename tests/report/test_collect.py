@@ -47,8 +47,12 @@ def test_collect_writes_one_row_per_job_and_result_and_a_plot_per_swept_key(tmp_
     assert {(r["guidance.omega"], r["seed"]): float(r["fid"]) for r in rows} == {
         ("0.2", "0"): 4.0, ("0.2", "1"): 5.0, ("0.6", "0"): 3.0, ("0.6", "1"): 4.0}
     assert {r["train/loss"] for r in rows} == {"0.0", "1.0"}
-    assert [p.name for p in out["plots"]] == ["sweep_guidance.omega.png", "sweep_seed.png"]
+    assert [p.name for p in out["plots"]] == ["sweep_fid_vs_guidance.omega.png", "sweep_fid_vs_seed.png"]
     assert all(p.stat().st_size > 1000 for p in out["plots"])
+    written = {p: p.read_bytes() for p in out["plots"]}
+    again = collect(OmegaConf.create({"dir": str(tmp_path), "collect": {"metric": "train/loss"}}))
+    assert [p.name for p in again["plots"]] == ["sweep_train_loss_vs_guidance.omega.png", "sweep_train_loss_vs_seed.png"]
+    assert all(p.read_bytes() == data for p, data in written.items())  # another metric's plots are files of their own
     assert "| guidance.omega | seed |" in (tmp_path / "sweep.md").read_text()
 
 
