@@ -45,7 +45,7 @@ def table_rows(paper: DictConfig) -> list[dict]:
             ref = published.get(nfe)
             rows.append({
                 "row": name, "label": spec.label, "nfe": nfe, "paper": ref,
-                "ours": ours if record else "missing",
+                "ours": ours if record and nfe in record["ours"] else "missing",
                 "difference": ours - ref if isinstance(ours, (int, float)) and ref is not None else None,
                 **{m: (record["extra"].get(m, {}).get(nfe) if record else None) for m in extras},
                 "commit": record["commit"] if record else "", "date": record["date"] if record else "",

@@ -154,11 +154,15 @@ def run_row(cfg: DictConfig) -> dict:
     if not leads_launch():  # rank 0 writes the results; another rank could read them before they exist
         return {}
     metric = paper.metric
-    ours = {int(r["steps"]): r.get(metric) for r in eval_results(job_dir / "eval") if int(r["steps"]) in nfes}
+    # every step count scored for this row's checkpoint and sampler (the evaluation refuses a folder made with other
+    # settings): a relaunch with fewer paper.nfe keeps the others in the record
+    results = eval_results(job_dir / "eval")
+    sampler = {r["sampler"] for r in results if int(r["steps"]) in nfes}
+    results = [r for r in results if r["sampler"] in sampler]
+    ours = {int(r["steps"]): r.get(metric) for r in results}
     record = {"table": paper.name, "row": paper.row, "label": spec.label, "metric": metric,
               "paper": paper_values(spec), "ours": ours,
-              "extra": {k: {int(r["steps"]): r.get(k) for r in eval_results(job_dir / "eval")}
-                        for k in (paper.get("extra_metrics") or [])},
+              "extra": {k: {int(r["steps"]): r.get(k) for r in results} for k in (paper.get("extra_metrics") or [])},
               "init": str(init) if init else None, "overrides": [*overrides, *extra], "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M")}
     write_json_atomic(job_dir / RESULT_FILE, record, indent=1)
     print(f"[dmf] paper {paper.name}/{paper.row} ({spec.label}): {metric} " +

@@ -76,7 +76,7 @@ def fake_row(root: Path, row: str, ours: dict):
 
 def test_collect_puts_ours_beside_the_paper_and_marks_missing_rows(tmp_path):
     cfg = compose_config(["mode=collect", "paper=main", f"paper.root={tmp_path}"])
-    fake_row(tmp_path, "dmf_xl_256", {"1": 2.20, "2": 1.60, "4": 1.51})
+    fake_row(tmp_path, "dmf_xl_256", {"1": 2.20, "2": 1.60})  # not scored at 4 NFE
     assert cfg.mode._target_ == "dmf.report.collect.collect"  # the one mode=collect, dispatching on paper=
     report = instantiate(cfg.mode)(cfg)
     rows = list(csv.DictReader(open(report["csv"])))
@@ -85,6 +85,7 @@ def test_collect_puts_ours_beside_the_paper_and_marks_missing_rows(tmp_path):
     assert float(first["paper"]) == 2.16 and float(first["ours"]) == 2.20 and abs(float(first["difference"]) - 0.04) < 1e-9
     assert first["commit"] == "abc1234" and first["fd_dinov2"] == "50.0"
     assert all(r["ours"] == "missing" and r["commit"] == "" for r in rows if r["row"] == "dmf_xl_512")
+    assert rows[2]["ours"] == "missing" and rows[2]["difference"] == ""  # a blank would read as a failed metric
     md = report["markdown"].read_text()
     assert "| dmf_xl_256 | DMF-XL/2+ 256x256 | 1 | 2.160 | 2.200 | +0.040 |" in md
     assert report["markdown"].name == "main.md" and report["plot"].exists()
@@ -136,9 +137,11 @@ def test_a_finished_row_is_reused_only_for_the_same_training(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     record = tmp_path / "runs" / "dmf" / RESULT_FILE
     before = record.read_bytes()
-    again = launch("trainer.max_steps=2")  # the same setting: the finished row is reused
+    # the same setting: the finished row is reused; scored again at one NFE, its record keeps the other
+    again = launch("trainer.max_steps=2", "paper.nfe=[1]")
     assert again.returncode == 0 and "reusing the finished run" in again.stdout, again.stderr[-3000:]
     assert json.loads(record.read_text())["ours"] == json.loads(before)["ours"]
+    assert set(json.loads(before)["ours"]) == {"1", "2"}
     changed = launch("trainer.max_steps=3")
     assert changed.returncode == 2 and "Traceback" not in changed.stderr, changed.stderr[-3000:]
     assert "trainer.max_steps: 2 -> 3" in changed.stderr and "paper.root=" in changed.stderr, changed.stderr
