@@ -110,6 +110,13 @@ def train(cfg: DictConfig) -> TrainModule:
         print(f"[dmf] {batch.describe()}", flush=True)
     log_run_config(trainer.loggers, cfg, batch)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    if resume and (final.start_step is None or trainer.global_step == final.start_step):
+        # its last.ckpt already holds this state; saved again, it would record this launch's config (e.g. a lower
+        # trainer.max_steps) for weights trained with another
+        if trainer.is_global_zero:
+            print(f"[dmf] nothing to train: the run is at step {trainer.global_step} (trainer.max_steps="
+                  f"{cfg.trainer.max_steps}); {run_dir / 'checkpoints' / 'last.ckpt'} is left as it is", flush=True)
+        return module
     if not cfg.trainer.fast_dev_run and not final.saved:
         # Lightning saves `last` only on its own schedule; the final state must always be on disk (FinalLast wrote
         # it at the last step's end when the run ended by trainer.max_steps)

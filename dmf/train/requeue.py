@@ -107,6 +107,10 @@ class FinalLast(Callback):
 
     def __init__(self, dirpath: str):
         self.dirpath, self.saved = dirpath, False
+        self.start_step = None  # the step training started at; None: fit had nothing to train (a finished run)
+
+    def on_train_start(self, trainer, pl_module):
+        self.start_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if not self.saved and not trainer.fast_dev_run and 0 < trainer.max_steps <= trainer.global_step:

@@ -118,3 +118,14 @@ def test_another_runs_checkpoint_cannot_replace_this_runs_but_a_rollback_may(tmp
     assert "rolling back" in capsys.readouterr().out
     assert resume(own / "last.ckpt") == str(own / "last.ckpt")
     assert (own / "last.ckpt").read_bytes() == b"step 4"
+
+
+def test_a_resume_that_trains_nothing_leaves_the_checkpoint_as_it_is(tmp_path, capsys):
+    """A lower trainer.max_steps trains nothing; saving anyway recorded max_steps=1 for a 2-step model."""
+    run(tmp_path, "trainer.max_steps=2")
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    for steps in (1, 2):  # below, and at, the run's step
+        assert run(tmp_path, f"trainer.max_steps={steps}").trainer.global_step == 2
+        assert "nothing to train: the run is at step 2" in capsys.readouterr().out
+        assert last.read_bytes() == before
