@@ -87,3 +87,10 @@ def test_bad_input_fails_before_work(tmp_path, ckpt):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         run_mode(config("eval", tmp_path / "e", tmp_path / "nope.pt"))
     assert not (tmp_path / "a" / "eval").exists() and not (tmp_path / "e" / "eval").exists()
+    pipeline = tmp_path / "pipeline"  # a pipeline's run folder: results.md and results.json
+    pipeline.mkdir()
+    (pipeline / "results.md").write_text("the pipeline's table")
+    (pipeline / "results.json").write_text("{}")
+    with pytest.raises(ValueError, match="is a pipeline's run folder"):
+        run_mode(config("eval", tmp_path / "f", ckpt, f"eval.out_dir={pipeline}"))
+    assert (pipeline / "results.md").read_text() == "the pipeline's table"
