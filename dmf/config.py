@@ -211,8 +211,8 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-# keys whose default is true/false but that also take words
-WORDS_TOO = ("model.compile", "trainer.deterministic")
+# keys whose default is true/false but that also take words (or, fast_dev_run, a number of batches)
+WORDS_TOO = ("model.compile", "trainer.deterministic", "trainer.fast_dev_run")
 
 
 def typed_booleans(cfg: DictConfig, given: dict[str, str]) -> None:
@@ -272,26 +272,30 @@ DATA_KEYS = ("name", "resolution", "fixed_resolution", "channels", "num_classes"
 
 
 def check_data_keys(cfg: DictConfig) -> None:
-    """A data key is one the code reads, or one the config's own interpolations read (a helper key of a user's
-    dataset config, e.g. `${data.my_root}/train`)."""
+    """A data key is one the code reads, or one named in any of the config's interpolations (a helper key of a
+    user's dataset config: `${data.my_root}/train`, `${.my_root}`, `${oc.select:data.my_root,x}`, in lists too)."""
     import re
 
     if "data" not in cfg:
         return
-    texts = [str(v) for v in flatten(OmegaConf.to_container(cfg, resolve=False)).values() if isinstance(v, str)]
-    referenced = {m for text in texts for m in re.findall(r"\$\{data\.(\w+)", text)}
-    check_known("data", cfg.data, (*DATA_KEYS, *sorted(referenced - set(DATA_KEYS))))
+    text = OmegaConf.to_yaml(cfg, resolve=False)
+    named = {word for expr in re.findall(r"\$\{([^}]*)", text) for word in re.findall(r"\w+", expr)}
+    check_known("data", cfg.data, (*DATA_KEYS, *sorted(set(cfg.data) & named - set(DATA_KEYS))))
 
 
-BOOLEAN_WORDS = ("true", "false", "yes", "no", "on", "off")
+# words meaning false, which as text count as true; and keys whose values are free text (a table's title, a row's
+# label: a guidance on/off ablation may well label a row "off")
+FALSE_WORDS = ("false", "no", "off")
+FREE_TEXT = ("title", "label", "note", "name", "project", "group", "notes", "tags")
 
 
 def check_text_booleans(cfg: DictConfig) -> None:
     """A boolean written as text: `overwrite: "no"` quoted in a file, or `eval.save_png=no` typed for a key whose
     default is null (typed_booleans sees only keys that default to true/false). Python reads any text as true."""
     for key, value in flatten(OmegaConf.to_container(cfg, resolve=False)).items():
-        if isinstance(value, str) and value.lower() in BOOLEAN_WORDS and key not in WORDS_TOO:
-            raise ConfigError(f"{key}={value!r} is text, which counts as true: write true or false, unquoted")
+        if isinstance(value, str) and value.lower() in FALSE_WORDS and key not in WORDS_TOO \
+                and key.rsplit(".", 1)[-1] not in FREE_TEXT:
+            raise ConfigError(f"{key}={value!r} is text, which counts as true: write false, unquoted")
 
 
 def validate(cfg: DictConfig) -> None:

@@ -145,6 +145,7 @@ def test_a_boolean_written_as_text_is_refused_wherever_it_comes_from():
         with pytest.raises(ConfigError, match=r"eval\.\w+='no' is text, which counts as true"):
             validate(compose_config(typed))
     validate(compose_config(["mode=sample", "eval.save_png=false", "model.compile=default"]))
+    validate(compose_config(["paper=digits_ablation", "paper.title=no", "paper.rows.dmf.label=off"]))  # free text
 
 
 def test_an_empty_value_or_a_file_as_run_dir_is_refused(tmp_path):

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from dmf.core.files import write_text_atomic
+
 HISTORY = "config_history"
 
 
@@ -35,7 +37,7 @@ def mark_last_attempt(run_dir: Path, status: str) -> None:
     the data): it is not the run's record, which restore_launch_record then takes from the attempt before."""
     if done := attempts(run_dir):
         lines = (done[-1] / "status").read_text().split("\n")
-        (done[-1] / "status").write_text("\n".join([status, *lines[1:]]))
+        write_text_atomic(done[-1] / "status", "\n".join([status, *lines[1:]]))
 
 
 def restore_launch_record(run_dir: Path) -> None:

@@ -27,7 +27,7 @@ from dmf.eval.reference.files import load_reference, save_reference
 from dmf.eval.reference.build import reference_states
 from dmf.eval.report import write_report
 from dmf.eval.scoring.scorer import build_scorer
-from dmf.eval.validate import validate_eval
+from dmf.eval.validate import check_table_folder, validate_eval
 from dmf.models.hub import resolve_path
 
 PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -52,6 +52,7 @@ def ref_stats(cfg: DictConfig):
 
 def _generate(cfg: DictConfig, score: bool):
     validate_eval(cfg)
+    check_table_folder(cfg.eval)
     info = edist.init_distributed(cfg.eval.device)
     try:
         return _generate_all(cfg, score, info)

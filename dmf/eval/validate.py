@@ -51,9 +51,13 @@ def validate_eval(cfg: DictConfig) -> None:
                           f"eval.device=auto (the CPU here)")
     if Path(ec.out_dir).expanduser().is_file():
         raise ConfigError(f"eval.out_dir={ec.out_dir} is a file; results go into a folder: choose another path")
-    if (Path(ec.out_dir).expanduser() / "results.json").is_file():  # what mode=pipeline writes beside its results.md
-        raise ConfigError(f"eval.out_dir={ec.out_dir} is a pipeline's run folder, whose results.md this evaluation's "
-                          f"table would replace: choose another folder, e.g. eval.out_dir={ec.out_dir}/eval")
     unknown = [m for m in (ec.metrics or []) if m not in ec.metric_defs]
     if unknown:
         raise ConfigError(f"eval.metrics has unknown {unknown}; defined: {sorted(ec.metric_defs)}")
+
+
+def check_table_folder(ec: DictConfig) -> None:
+    """mode=eval and mode=sample write results.md into eval.out_dir: not over a pipeline's table."""
+    if (Path(ec.out_dir).expanduser() / "results.json").is_file():  # what mode=pipeline writes beside its results.md
+        raise ConfigError(f"eval.out_dir={ec.out_dir} is a pipeline's run folder, whose results.md this evaluation's "
+                          f"table would replace: choose another folder, e.g. eval.out_dir={ec.out_dir}/eval")

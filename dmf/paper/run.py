@@ -126,9 +126,22 @@ def git_commit() -> str:
         return "unknown"
 
 
+def same_evaluation(eval_dir: Path, nfes: list[int]) -> list[dict]:
+    """The results in a row's eval folder made as this launch's were (same weights, sampler, samples, metrics ...:
+    the fingerprint but its step count): a relaunch at fewer paper.nfe keeps the row's other step counts, and never
+    takes in results an earlier launch made with other settings."""
+    def setting(result: dict) -> str:
+        fp = json.loads(json.dumps(result.get("fingerprint") or {}))
+        (fp.get("sampler") or {}).pop("steps", None)
+        return json.dumps(fp, sort_keys=True)
+
+    found = [json.loads(p.read_text()) for p in sorted(eval_dir.glob("*/result.json"))]
+    now = {setting(r) for r in found if int(r["steps"]) in nfes}
+    return sorted((r for r in found if setting(r) in now), key=lambda r: int(r["steps"]))
+
+
 def run_row(cfg: DictConfig) -> dict:
     from dmf.eval.entry import evaluate
-    from dmf.eval.report import collect as eval_results
 
     paper = cfg.paper
     spec = row_spec(paper, paper.row)
@@ -154,15 +167,12 @@ def run_row(cfg: DictConfig) -> dict:
     if not leads_launch():  # rank 0 writes the results; another rank could read them before they exist
         return {}
     metric = paper.metric
-    # every step count scored for this row's checkpoint and sampler (the evaluation refuses a folder made with other
-    # settings): a relaunch with fewer paper.nfe keeps the others in the record
-    results = eval_results(job_dir / "eval")
-    sampler = {r["sampler"] for r in results if int(r["steps"]) in nfes}
-    results = [r for r in results if r["sampler"] in sampler]
-    ours = {int(r["steps"]): r.get(metric) for r in results}
+    results = same_evaluation(job_dir / "eval", nfes)
+    ours = {int(r["steps"]): r["metrics"].get(metric) for r in results}
     record = {"table": paper.name, "row": paper.row, "label": spec.label, "metric": metric,
               "paper": paper_values(spec), "ours": ours,
-              "extra": {k: {int(r["steps"]): r.get(k) for r in results} for k in (paper.get("extra_metrics") or [])},
+              "extra": {k: {int(r["steps"]): r["metrics"].get(k) for r in results}
+                        for k in (paper.get("extra_metrics") or [])},
               "init": str(init) if init else None, "overrides": [*overrides, *extra], "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M")}
     write_json_atomic(job_dir / RESULT_FILE, record, indent=1)
     print(f"[dmf] paper {paper.name}/{paper.row} ({spec.label}): {metric} " +

@@ -104,18 +104,22 @@ def train(cfg: DictConfig) -> TrainModule:
         datamodule, module, trainer, final = build_training(cfg, batch, resume)
     except BaseException:
         if rank_zero_only.rank == 0:  # this attempt never trained: the run's record stays the one before
-            mark_last_attempt(run_dir, "failed before training")
+            try:
+                mark_last_attempt(run_dir, "failed before training")
+            except OSError as err:  # the build's own error is the one to report
+                print(f"[dmf] could not mark the attempt in {run_dir}: {err}", flush=True)
         raise
     if trainer.is_global_zero:
         print(f"[dmf] {batch.describe()}", flush=True)
     log_run_config(trainer.loggers, cfg, batch)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     if resume and (final.start_step is None or trainer.global_step == final.start_step):
-        # its last.ckpt already holds this state; saved again, it would record this launch's config (e.g. a lower
-        # trainer.max_steps) for weights trained with another
+        # no checkpoint is written, and the attempt is not the run's record: either would give this launch's config
+        # (e.g. a lower trainer.max_steps) to weights trained with another
         if trainer.is_global_zero:
-            print(f"[dmf] nothing to train: the run is at step {trainer.global_step} (trainer.max_steps="
-                  f"{cfg.trainer.max_steps}); {run_dir / 'checkpoints' / 'last.ckpt'} is left as it is", flush=True)
+            mark_last_attempt(run_dir, "nothing trained")
+            print(f"[dmf] nothing to train: {resume} is at step {trainer.global_step} (trainer.max_steps="
+                  f"{cfg.trainer.max_steps}); no checkpoint is written", flush=True)
         return module
     if not cfg.trainer.fast_dev_run and not final.saved:
         # Lightning saves `last` only on its own schedule; the final state must always be on disk (FinalLast wrote

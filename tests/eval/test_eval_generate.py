@@ -154,7 +154,7 @@ def test_resume_refuses_other_settings(tmp_path):
     generate(batch_size=5, work_dir=tmp_path)
     plan = Plan(N, 4, (1, 8, 8), 10, batch_size=5, chunk_size=10)  # another seed
     render = Renderer(tiny_net(), build_sampler("euler", steps=1), IdentityVAE(), "cpu")
-    with pytest.raises(ValueError, match="eval.overwrite=true"):
+    with pytest.raises(FileExistsError, match="eval.overwrite=true"):
         run(plan, render, pixel_scorer(), work_dir=tmp_path, fingerprint={"test": 2}, log=lambda m: None)
 
 

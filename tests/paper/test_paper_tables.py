@@ -199,3 +199,20 @@ def test_a_row_the_table_lacks_is_named_with_the_rows():
     paper = compose_config(["paper=digits_ablation"]).paper
     with pytest.raises(ConfigError, match="paper.row=nope is not a row of paper=digits_ablation; rows: mf, dmf,"):
         row_spec(paper, "nope")
+
+
+def test_a_rows_record_takes_only_results_made_as_this_launchs(tmp_path):
+    """A relaunch at fewer NFE keeps the row's other step counts, but not those an earlier launch made with other
+    settings (here another eval.num_samples, left in the folder after eval.overwrite=true redid NFE 1)."""
+    from dmf.paper.run import same_evaluation
+
+    def result(steps, num_samples):
+        folder = tmp_path / f"euler_{steps}"
+        folder.mkdir()
+        fingerprint = {"num_samples": num_samples, "sampler": {"name": "euler", "steps": steps}}
+        (folder / "result.json").write_text(json.dumps({"steps": steps, "metrics": {"fd": 1.0},
+                                                        "fingerprint": fingerprint}))
+
+    result(1, 100), result(2, 100), result(4, 50)
+    assert [r["steps"] for r in same_evaluation(tmp_path, [1])] == [1, 2]
+    assert [r["steps"] for r in same_evaluation(tmp_path, [4])] == [4]
