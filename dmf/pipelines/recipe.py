@@ -35,6 +35,7 @@ from dmf.core.files import folder_lock, write_json_atomic, write_text_atomic
 from dmf.core.options import check_known
 from dmf.core.launch import leads_launch
 from dmf.models.hub import resolve_path
+from dmf.train.resume_guard import finished_differences
 
 log = logging.getLogger("dmf.pipeline")
 
@@ -158,6 +159,11 @@ def run_stage(name: str, spec: DictConfig, overrides: list[str], store: Path, pa
     last, record = stage_dir / "checkpoints" / "last.ckpt", stage_dir / "stage.json"
     with folder_lock(stage_dir):
         if record.exists() and last.exists():
+            differences = finished_differences(last, stage_cfg)
+            if differences:  # e.g. trained further by hand (mode=train run_dir=<stage>): no longer what its key says
+                raise ConfigError(f"stage {name}: {last} was trained with other values than its folder's key stands "
+                                  f"for:\n  " + "\n  ".join(differences) + f"\nFix: move {stage_dir} away to retrain "
+                                  f"the stage, or use that checkpoint as it is: pipeline.stages.{name}.ckpt={last}")
             log.info(f"stage {name}: finished earlier with the same config and parent, reusing {last}")
             return last
         log.info(f"stage {name}: python run.py mode=train experiment={spec.experiment} {' '.join(stage_overrides)} "

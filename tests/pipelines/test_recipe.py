@@ -177,6 +177,16 @@ def test_rerun_with_other_flow_inputs_redoes_both_stages_and_keeps_the_old_ones(
     again = run_cli(*args)  # same inputs: both stages are reused, nothing new is trained
     assert (again.stdout + again.stderr).count("finished earlier with the same config and parent") == 2
     assert {p.name for p in store.glob("*-*") if (p / "stage.json").exists()} == after
+    # the new flow stage trained further by hand: its folder's key no longer says what its weights are
+    from dmf.train.entry import train
+
+    (flow,) = [store / n for n in after - before if n.startswith("flow-")]
+    recorded = json.loads((flow / "stage.json").read_text())
+    train(compose_config([f"experiment={recorded['experiment']}", *recorded["overrides"], f"run_dir={flow}",
+                          "trainer.max_steps=13"]))
+    refused = run_cli(*args, check=False)
+    assert refused.returncode == 2 and "trainer.max_steps: 13 -> 12" in refused.stderr, refused.stderr[-2000:]
+    assert f"pipeline.stages.flow.ckpt={flow / 'checkpoints' / 'last.ckpt'}" in refused.stderr
 
 
 @pytest.mark.slow
