@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from dmf.command_line import command_line
 from dmf.config import check_launch, register_resolvers, validate, validate_choices, validate_typed
 from dmf.core.errors import UsageError
-from dmf.core.launch import start_job
+from dmf.core.launch import leads_launch, start_job
 from dmf.core.run_history import restore_launch_record
 
 register_resolvers()
@@ -38,8 +38,9 @@ def main(cfg: DictConfig):
         stop(err.__cause__)
     finally:
         # a run dir's .hydra/ is its last training attempt's record: a refused or failed launch, an eval or an export
-        # into it leaves it as it was (this process wrote .hydra; Lightning's rank > 0 relaunches do not)
-        if hc.output_subdir is not None:
+        # into it leaves it as it was (this process wrote .hydra; Lightning's rank > 0 relaunches do not, and of a
+        # SLURM job's tasks, which all run the pickled job, only the first puts it back)
+        if hc.output_subdir is not None and leads_launch():
             restore_launch_record(Path(hc.runtime.output_dir))
 
 

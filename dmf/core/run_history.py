@@ -46,6 +46,10 @@ def restore_launch_record(run_dir: Path) -> None:
     what Hydra wrote."""
     accepted = [p for p in attempts(run_dir)
                 if (p / "status").exists() and (p / "status").read_text().startswith("accepted") and (p / ".hydra").is_dir()]
-    if accepted and (run_dir / ".hydra").is_dir():
+    if accepted and (run_dir / ".hydra").is_dir() and _files(accepted[-1] / ".hydra") != _files(run_dir / ".hydra"):
         shutil.rmtree(run_dir / ".hydra")
         shutil.copytree(accepted[-1] / ".hydra", run_dir / ".hydra")
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}

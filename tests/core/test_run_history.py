@@ -23,3 +23,12 @@ def test_attempts_are_numbered_past_a_thousand(tmp_path):
     (tmp_path / "config_history" / "attempt_999").mkdir(parents=True)
     assert launch(tmp_path, "", "accepted (start)").name == "attempt_1000"
     assert [p.name for p in attempts(tmp_path)] == ["attempt_999", "attempt_1000"]
+
+
+def test_a_record_already_in_place_is_left_untouched(tmp_path):
+    """Every task of a SLURM job runs the pickled job, and two of them replacing .hydra at once collided
+    (`Directory not empty`): a record that is already the accepted one is not rewritten."""
+    launch(tmp_path, "- trainer.max_steps=1", "accepted (start)")
+    inode = (tmp_path / ".hydra").stat().st_ino
+    restore_launch_record(tmp_path)
+    assert (tmp_path / ".hydra").stat().st_ino == inode
