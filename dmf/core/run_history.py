@@ -15,14 +15,18 @@ HISTORY = "config_history"
 def attempts(run_dir: Path) -> list[Path]:
     """The run's attempt folders, oldest first."""
     found = [p for p in (run_dir / HISTORY).glob("attempt_*") if p.name.split("_")[1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+    return sorted(found, key=_number)
+
+
+def _number(attempt: Path) -> int:
+    return int(attempt.name.split("_")[1])
 
 
 def record_attempt(run_dir: Path, config: dict, status: str, resumed_from: str | None) -> Path:
     history = run_dir / HISTORY
     history.mkdir(parents=True, exist_ok=True)
     done = attempts(run_dir)
-    attempt = history / f"attempt_{1 + (int(done[-1].name.split('_')[1]) if done else 0):03d}"
+    attempt = history / f"attempt_{1 + (_number(done[-1]) if done else 0):03d}"
     attempt.mkdir()
     OmegaConf.save(OmegaConf.create(config), attempt / "config.yaml")
     (attempt / "status").write_text(f"{status}\nresumed_from: {resumed_from}\ntime: {time.strftime('%Y-%m-%d %H:%M:%S')}\n")

@@ -55,13 +55,16 @@ def resume_path(cfg: DictConfig) -> str | None:
         return str(last)
     if cfg.resume and not Path(cfg.resume).exists():
         raise MissingFileError(f"resume={cfg.resume} does not exist (use resume=auto or a .ckpt path)")
-    if cfg.resume and last.exists() and Path(cfg.resume).resolve().parent != last.parent.resolve():
-        raise ResultExistsError(f"resume={cfg.resume} is not a checkpoint of this run, and {last} holds the run of "
-                                f"this run dir, which resuming from it would replace. Fix: continue it in a run dir of "
-                                f"its own (run_dir=<new folder> resume={cfg.resume}), or resume=auto to continue this run")
-    if cfg.resume and last.exists() and Path(cfg.resume).resolve() != last.resolve() and rank_zero_only.rank == 0:
-        print(f"[dmf] rolling back to resume={cfg.resume}: this run's checkpoints/last.ckpt, further on, will be "
-              f"replaced by the rolled-back run's (the periodic step_*.ckpt files stay)", flush=True)
+    if cfg.resume and last.exists():
+        given = Path(cfg.resume).resolve()
+        if given.parent != last.parent.resolve():
+            raise ResultExistsError(f"resume={cfg.resume} is not a checkpoint of this run, and {last} holds the run "
+                                    f"of this run dir, which resuming from it would replace. Fix: continue it in a run "
+                                    f"dir of its own (run_dir=<new folder> resume={cfg.resume}), or resume=auto to "
+                                    f"continue this run")
+        if given != last.resolve() and rank_zero_only.rank == 0:
+            print(f"[dmf] rolling back to resume={cfg.resume}: this run's checkpoints/last.ckpt, further on, will be "
+                  f"replaced by the rolled-back run's (the periodic step_*.ckpt files stay)", flush=True)
     if last.exists() and not cfg.resume:
         raise ResultExistsError(f"{last} holds the run of this run dir, which resume=null would replace. Fix: "
                                 f"resume=auto (the default) continues it; to start anew, choose another run dir "
