@@ -96,6 +96,9 @@ def validate_training(cfg: DictConfig) -> None:
         if key in cfg.guidance:
             _number(cfg, f"guidance.{key}")
     _number(cfg, "objective.cfg_prob", 0.0, 1.0)
+    if cfg.objective.cfg_prob == 1.0:
+        raise ConfigError("objective.cfg_prob=1.0 drops every label, so the model never learns the classes; it must "
+                          "lie in [0, 1) (the paper uses 0.1)")
     for key, allowed in (("objective.logvar_pairs", PAIRS), ("objective.jvp", JVP_MODES)):
         value = OmegaConf.select(cfg, key)
         if value is not None and value not in allowed:
@@ -150,9 +153,9 @@ def validate_sampler(cfg: DictConfig) -> None:
 def validate_values(cfg: DictConfig) -> None:
     """Values that would otherwise fail late, with an error naming no key, or not fail at all (issue 8): types of
     keys the other checks compute with, ranges whose violation trains silently into garbage, fixed-size datasets."""
-    for key, lo in (("seed", 0), ("data.resolution", 1), ("trainer.max_steps", -1)):
-        if OmegaConf.select(cfg, key) is not None:
-            _number(cfg, key, lo, integer=True)
+    for key, lo, hi in (("seed", 0, 2**32 - 1), ("data.resolution", 1, None), ("trainer.max_steps", -1, None)):
+        if OmegaConf.select(cfg, key) is not None:  # seeds are mixed from 32-bit words (dmf.core.seeds)
+            _number(cfg, key, lo, hi, integer=True)
     decay = OmegaConf.select(cfg, "ema.decay")
     if decay is not None:
         _number(cfg, "ema.decay")

@@ -265,6 +265,16 @@ def test_debug_tiny_names_its_scope_on_other_experiments():
     assert out.returncode == 2 and "debug=tiny is for the digits experiments (data=imagenet256 here)" in out.stderr
 
 
+def test_debug_tiny_keeps_the_groups_typed_with_it():
+    """debug=tiny is merged after the groups: a group it set a value of (attention: backend) lost to it, silently."""
+    from omegaconf import OmegaConf
+
+    for group, key in (("attention=sdpa", "model.attention"), ("sampler=restart", "sampler._target_"),
+                       ("guidance=distill", "guidance._target_")):
+        chosen = OmegaConf.select(compose_config(["experiment=digits_dmf", group]), key)
+        assert OmegaConf.select(compose_config(["experiment=digits_dmf", "debug=tiny", group]), key) == chosen, group
+
+
 def test_a_model_group_the_experiments_name_contradicts_is_refused():
     """experiment=digits_dmf model=mf built a DMFT: the experiment's model.name (set after the group) won, silently."""
     out = run_cli("experiment=digits_dmf", "model=mf", "mode=train", "hydra.run.dir=/tmp/dmf-cli-model-group")

@@ -23,6 +23,8 @@ ROOT = Path(__file__).parents[1]
     ("data.resolution=abc", r"data.resolution='abc' must be an integer"),
     ("trainer.max_steps=abc", r"trainer.max_steps='abc' must be an integer"),
     ("seed=abc", r"seed='abc' must be an integer"),
+    ("objective.cfg_prob=1.0", r"objective.cfg_prob=1.0 drops every label"),  # the constructor's traceback, else
+    ("seed=4294967296", r"seed=4294967296 must lie in \[0, 4294967295\]"),  # mixed as a 32-bit word: 2**32 is seed 0
     ("trainer.on_nonfinite=ignore", r"trainer.on_nonfinite='ignore' must be stop or skip"),
 ])
 def test_bad_values_name_the_key(override, message, tmp_path):

@@ -101,7 +101,7 @@ def test_a_new_start_does_not_replace_the_run_in_its_run_dir(tmp_path):
     last.parent.mkdir(parents=True)
     last.write_bytes(b"the earlier run's weights")
     out = run_py("mode=train", "debug=tiny", "resume=null", f"hydra.run.dir={tmp_path / 'run'}")
-    assert_one_error(out, f"{last}", "resume=auto", "run_dir=<folder>")
+    assert_one_error(out, f"{last.parent} holds the run of this run dir (last.ckpt)", "resume=auto", "run_dir=<folder>")
     assert last.read_bytes() == b"the earlier run's weights" and not (tmp_path / "run" / "logs").exists()
 
 
@@ -120,6 +120,19 @@ def test_a_flow_models_checkpoint_is_not_sampled_as_a_flow_map(tmp_path):
     torch.save({"ema": tiny_sit(depth=5).state_dict()}, sit)
     out = run_py("mode=eval", "debug=tiny", f"ckpt={sit}", "eval.steps=[1]", f"hydra.run.dir={tmp_path / 'run'}")
     assert_one_error(out, "logvar_linear", "experiment=digits_flow")
+    assert not (tmp_path / "run" / "eval").exists()
+
+
+def test_a_vae_that_cannot_be_found_is_one_line(tmp_path, monkeypatch):
+    """The SD-VAE is built by Hydra (data.vae): its error came wrapped in Hydra's own multi-line message, exit 1."""
+    init = tmp_path / "init.pt"
+    run_python("bench/init_checkpoint.py", "--model", "DMFT-XL/2", "--input-size", "8", "--size", "3", "32", "2",
+               "--dmf-depth", "2", "--out", str(init), check=True)
+    monkeypatch.setenv("DMF_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_hf_cache"))
+    out = run_py("mode=sample", "experiment=dmf_xl_256", f"ckpt={init}", "model.depth=3", "model.hidden_size=32",
+                 "model.num_heads=2", "model.dmf_depth=2", "data.resolution=64", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_error(out, "stabilityai/sd-vae-ft", "data.vae.path=")
     assert not (tmp_path / "run" / "eval").exists()
 
 

@@ -56,7 +56,7 @@ class _LatentDataModule(ResumePosition, pl.LightningDataModule):
                  persistent_workers: bool = True, prefetch_factor: int | None = 4, images: bool = False):
         super().__init__()
         if int(batch_size) < 1:
-            raise ValueError(f"data.global_batch_size={batch_size} must be >= 1 (it is per process)")
+            raise ValueError(f"data.datamodule.batch_size={batch_size} (per process) must be >= 1")
         self.batch_size, self.num_workers, self.seed = int(batch_size), int(num_workers), int(seed)
         self.flip, self.on_error, self.scale = bool(flip), check_policy(on_error), float(scale)
         self.latent_channels, self.latent_size, self.num_classes = latent_channels, latent_size, num_classes

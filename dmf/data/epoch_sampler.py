@@ -4,6 +4,8 @@ tells it how many). EpochKeySampler also hands the epoch to the dataset, for dra
 import torch
 from torch.utils.data import DistributedSampler
 
+from dmf.core.seeds import generator
+
 
 class EpochSampler(DistributedSampler):
     """Rank r of W reads every W-th index of the epoch's permutation, starting at r, cut to whole rounds (every rank
@@ -21,7 +23,8 @@ class EpochSampler(DistributedSampler):
         self._skip = num_samples
 
     def __iter__(self):
-        order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        # mixed, not seed + epoch: seed s epoch 1 would be seed s + 1's first epoch, a seed sweep's orders shifted
+        order = torch.randperm(len(self.dataset), generator=generator("cpu", self.seed, self.epoch))
         rest, self._skip = order[self._skip:], 0
         rounds = len(rest) // self.num_replicas
         return iter(rest[:rounds * self.num_replicas][self.rank::self.num_replicas].tolist())

@@ -11,13 +11,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dmf.core.errors import UsageError
 from dmf.core.offline import downloads_off, offline_variable
 
 SD_VAE_SCALE = 0.18215
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class VAELoadError(RuntimeError):
+class VAELoadError(UsageError, RuntimeError):
     """The VAE weights cannot be found or loaded; the message says how to provide them."""
 
 

@@ -25,12 +25,12 @@ from dmf.eval.progress import say
 from dmf.eval.paths import out_dir
 from dmf.eval.reference.files import load_reference, save_reference
 from dmf.eval.reference.build import reference_states
+from dmf.eval.generation.precision import NETWORK_PRECISIONS
 from dmf.eval.report import write_report
 from dmf.eval.scoring.scorer import build_scorer
 from dmf.eval.validate import check_table_folder, validate_eval
 from dmf.models.hub import resolve_path
 
-PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def evaluate(cfg: DictConfig):
@@ -112,7 +112,7 @@ def _generate_all(cfg: DictConfig, score: bool, info: edist.DistInfo):
     vae = vae.to(info.device) if isinstance(vae, torch.nn.Module) else vae
 
     def renderer(sampler):
-        return Renderer(net, sampler, vae, info.device, PRECISIONS[ec.precision], tf32=ec.precision != "fp32",
+        return Renderer(net, sampler, vae, info.device, NETWORK_PRECISIONS[ec.precision], tf32=ec.precision != "fp32",
                         source=f"ckpt={cfg.ckpt}", decode_precision=ec.decode_precision)
 
     scorer = ref = None

@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 from dmf.core.errors import ConfigError
 from dmf.core.options import check_known
 from dmf.eval.generation.loop import DECODE_PRECISIONS
+from dmf.eval.generation.precision import NETWORK_PRECISIONS
 from dmf.eval.generation.images import QUANTIZE
 from dmf.eval.paper import PAPER_FID
 
@@ -38,8 +39,8 @@ def validate_eval(cfg: DictConfig) -> None:
         raise ConfigError(f"eval.quantize={ec.quantize!r} must be one of {QUANTIZE}")
     if ec.labels not in ("random", "balanced"):
         raise ConfigError(f"eval.labels={ec.labels!r} must be 'random' or 'balanced'")
-    if ec.precision not in ("fp32", "tf32", "bf16", "fp16"):
-        raise ConfigError(f"eval.precision={ec.precision!r} must be fp32, tf32, bf16 or fp16")
+    if ec.precision not in NETWORK_PRECISIONS:
+        raise ConfigError(f"eval.precision={ec.precision!r} must be one of {list(NETWORK_PRECISIONS)}")
     if ec.get("decode_precision", "fp32") not in DECODE_PRECISIONS:
         raise ConfigError(f"eval.decode_precision={ec.decode_precision!r} must be one of {list(DECODE_PRECISIONS)}")
     if ec.paper is not None and ec.paper not in PAPER_FID:

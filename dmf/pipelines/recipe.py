@@ -125,18 +125,21 @@ def stage_store(cfg: DictConfig) -> Path:
 
 
 def check_required(stages: DictConfig, taken: dict[str, list[str]]) -> None:
-    """The values every stage that trains requires (e.g. guidance=distill's teacher), before the first stage trains:
-    a later stage must not fail after the earlier ones have run. The checkpoint a stage starts from is the
-    recipe's to give."""
+    """The values every stage that trains requires (e.g. guidance=distill's teacher) and its attention kernel, before
+    the first stage trains: a later stage must not fail after the earlier ones have run. The checkpoint a stage
+    starts from is the recipe's to give."""
     from dmf.train.preflight import PreflightError, check_mandatory
+    from dmf.train.strategy import check_jvp_attention
 
     for name, spec in stages.items():
         if spec.get("ckpt"):
             continue  # not trained
         given = ["ckpt=from_an_earlier_stage"] if spec.get("init_from") else []
+        stage = compose_stage(spec.experiment, [*taken[name], *spec.get("overrides", []), *given])
         try:
-            check_mandatory(compose_stage(spec.experiment, [*taken[name], *spec.get("overrides", []), *given]))
-        except PreflightError as err:
+            check_mandatory(stage)
+            check_jvp_attention(stage)
+        except (PreflightError, ConfigError) as err:
             raise ConfigError(f"stage {name}: {err}") from None
 
 

@@ -22,7 +22,8 @@ from dmf.train.preflight import check_data, preflight
 from dmf.train.requeue import FinalLast
 from dmf.train.resume_guard import check_resume
 from dmf.train.slurm import requeued, slurm_trainer_kwargs
-from dmf.train.strategy import check_strategy
+from dmf.train.snapshots import latest_resumable
+from dmf.train.strategy import check_jvp_attention, check_strategy
 
 
 def trainer_kwargs(cfg: DictConfig, accumulate: int) -> dict:
@@ -41,35 +42,62 @@ def trainer_kwargs(cfg: DictConfig, accumulate: int) -> dict:
 
 
 def resume_path(cfg: DictConfig) -> str | None:
-    """`resume`: auto = the run dir's last.ckpt if it exists; otherwise a path or null. null (a new start) is
-    refused where the run dir already holds a run's last.ckpt: the new run would replace it, and so is a path
-    outside the run's checkpoints/ (another run's weights would replace it); one inside rolls the run back. A
-    requeued SLURM job started with resume=<path> continues from its own last.ckpt."""
-    last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
+    """`resume`: auto = the run dir's last.ckpt if it exists, else its latest resumable snapshot; otherwise a path or
+    null. A new start (null) is refused where the run dir already holds a run's checkpoints: the new run would replace
+    or mix with them (Lightning writes step_N-v1.ckpt beside step_N.ckpt), and so is a path outside the run's
+    checkpoints/ (another run's weights); one inside rolls the run back. A requeued SLURM job started with
+    resume=<path> continues from its own last.ckpt."""
+    checkpoints = Path(cfg.run_dir) / "checkpoints"
+    last = checkpoints / "last.ckpt"
+    held = sorted(checkpoints.glob("*.ckpt")) if checkpoints.is_dir() else []
     if cfg.resume == "auto":
-        return str(last) if last.exists() else None
-    if cfg.resume and last.exists() and requeued() and Path(cfg.resume).resolve() != last.resolve():
+        return str(last) if last.exists() else latest_snapshot(checkpoints)
+    if not cfg.resume:
+        if held:
+            raise ResultExistsError(f"{checkpoints} holds the run of this run dir ({_names(held)}), which a new start "
+                                    f"(resume=null) would replace or mix with. Fix: resume=auto (the default) continues "
+                                    f"it; to start anew, choose another run dir (run_dir=<folder>; ckpt=<file> "
+                                    f"initialises the weights from any checkpoint)")
+        return None
+    own = (last if last.exists() else latest_resumable(checkpoints)[0]) if held and requeued() else None
+    if own is not None and Path(cfg.resume).resolve() != own.resolve():
         # the requeued job reruns its original command: resume=<where it started> would throw away its progress
-        print(f"[dmf] requeued SLURM job: continuing from {last}, this run's progress, not resume={cfg.resume}, "
+        print(f"[dmf] requeued SLURM job: continuing from {own}, this run's progress, not resume={cfg.resume}, "
               f"where it started", flush=True)
-        return str(last)
-    if cfg.resume and not Path(cfg.resume).exists():
+        return str(own)
+    if not Path(cfg.resume).exists():
         raise MissingFileError(f"resume={cfg.resume} does not exist (use resume=auto or a .ckpt path)")
-    if cfg.resume and last.exists():
-        given = Path(cfg.resume).resolve()
-        if given.parent != last.parent.resolve():
-            raise ResultExistsError(f"resume={cfg.resume} is not a checkpoint of this run, and {last} holds the run "
-                                    f"of this run dir, which resuming from it would replace. Fix: continue it in a run "
-                                    f"dir of its own (run_dir=<new folder> resume={cfg.resume}), or resume=auto to "
-                                    f"continue this run")
-        if given != last.resolve() and rank_zero_only.rank == 0:
-            print(f"[dmf] rolling back to resume={cfg.resume}: this run's checkpoints/last.ckpt, further on, will be "
-                  f"replaced by the rolled-back run's (the periodic step_*.ckpt files stay)", flush=True)
-    if last.exists() and not cfg.resume:
-        raise ResultExistsError(f"{last} holds the run of this run dir, which resume=null would replace. Fix: "
-                                f"resume=auto (the default) continues it; to start anew, choose another run dir "
-                                f"(run_dir=<folder>; ckpt=<file> initialises the weights from any checkpoint)")
-    return cfg.resume or None
+    given = Path(cfg.resume).resolve()
+    if held and given.parent != checkpoints.resolve():
+        raise ResultExistsError(f"resume={cfg.resume} is not a checkpoint of this run, and {checkpoints} holds the run "
+                                f"of this run dir ({_names(held)}), which resuming from it would replace or mix with. "
+                                f"Fix: continue it in a run dir of its own (run_dir=<new folder> resume={cfg.resume}), "
+                                f"or resume=auto to continue this run")
+    if last.exists() and given != last.resolve() and rank_zero_only.rank == 0:
+        print(f"[dmf] rolling back to resume={cfg.resume}: this run's checkpoints/last.ckpt, further on, will be "
+              f"replaced by the rolled-back run's (the periodic step_*.ckpt files stay)", flush=True)
+    return cfg.resume
+
+
+def latest_snapshot(checkpoints: Path) -> str | None:
+    """resume=auto without last.ckpt (a stop before the first was written, or a deleted one): the latest periodic
+    checkpoint that resumes the run, said; a new start only where no checkpoint of an earlier run is left to mix with."""
+    latest, others = latest_resumable(checkpoints)
+    if latest is not None:
+        if rank_zero_only.rank == 0:
+            print(f"[dmf] resume=auto: {checkpoints} has no last.ckpt; continuing from {latest.name}, the latest "
+                  f"checkpoint that resumes the run", flush=True)
+        return str(latest)
+    if others:
+        raise ResultExistsError(f"{checkpoints} holds checkpoints of an earlier run ({_names(others)}) and no "
+                                f"last.ckpt, and none of them resumes it (EMA-only snapshots, or unreadable): a new "
+                                f"run there would mix with them. Fix: choose another run dir (run_dir=<folder>; "
+                                f"ckpt=<one of them> starts from its weights)")
+    return None
+
+
+def _names(paths: list[Path]) -> str:
+    return ", ".join(p.name for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
 
 
 def build_training(cfg: DictConfig, batch, resume: str | None) -> tuple:
@@ -98,7 +126,8 @@ def build_training(cfg: DictConfig, batch, resume: str | None) -> tuple:
 
 
 def train(cfg: DictConfig) -> TrainModule:
-    check_strategy(cfg)  # a strategy that cannot train this objective stops before anything else
+    check_strategy(cfg)  # a strategy or kernel that cannot train this objective stops before anything else
+    check_jvp_attention(cfg)
     batch = preflight(cfg)  # before any rank starts or anything is built
     resume = resume_path(cfg)
     check_resume(cfg, resume)  # a resume must not rewrite the run's history

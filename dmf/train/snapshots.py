@@ -5,6 +5,8 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from dmf.models.checkpoint import safe_load
+
 
 class EMASnapshots(ModelCheckpoint):
     def __init__(self, *args, ema_only: bool = False, **kwargs):
@@ -20,3 +22,24 @@ class EMASnapshots(ModelCheckpoint):
         trainer.strategy.barrier("dmf_ema_snapshot")
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
+
+
+def latest_resumable(dirpath: Path) -> tuple[Path | None, list[Path]]:
+    """The periodic checkpoint in dirpath at the highest step that can resume the run (it holds the optimizer state),
+    or None; and every other checkpoint file there (last.ckpt aside): EMA-only, or unreadable (a kill mid-write)."""
+    best, others = None, []
+    for path in sorted(Path(dirpath).glob("*.ckpt")):
+        if path.name == "last.ckpt":
+            continue
+        try:
+            saved = safe_load(path, mmap=True)
+        except Exception:  # a partial file: not resumable, and still another run's file
+            saved = None
+        if isinstance(saved, dict) and saved.get("optimizer_states"):
+            step = int(saved.get("global_step", 0))
+            if best is None or step > best[0]:
+                others += [best[1]] if best else []
+                best = (step, path)
+                continue
+        others.append(path)
+    return (best[1] if best else None), others

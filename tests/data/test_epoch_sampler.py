@@ -20,6 +20,13 @@ def test_ranks_split_one_epoch_order_into_equal_disjoint_parts():
     assert streams(11, 2) == [a, b] and streams(11, 2, epoch=1) != [a, b]  # a function of (seed, epoch)
 
 
+def test_a_seed_sweep_does_not_share_orders_shifted_by_an_epoch():
+    """Seeded with seed + epoch, seed 0's second epoch was seed 1's first: a seed=0,1 sweep saw the same data."""
+    firsts = {seed: streams(50, 1, seed=seed)[0] for seed in range(4)}
+    for seed in range(3):
+        assert streams(50, 1, seed=seed, epoch=1)[0] != firsts[seed + 1]
+
+
 def test_a_skip_continues_each_ranks_own_stream_and_applies_once():
     batch, world = 2, 3
     full = streams(20, world)

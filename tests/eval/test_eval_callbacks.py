@@ -79,6 +79,11 @@ def test_with_eval_preset_builds_the_callbacks(tmp_path):
     cfg = compose(["callbacks=with_eval", f"run_dir={tmp_path}", *TINY_MODEL, "eval=digits", "eval.quantize=round",
                    "eval.decode_precision=bf16"])
     assert (instantiate(cfg.callbacks.fid).quantize, instantiate(cfg.callbacks.fid).decode_precision) == ("round", "bf16")
+    # its network precision takes eval.precision's names (fp32 was a KeyError), and refuses a switch it has not
+    assert instantiate(cfg.callbacks.fid, autocast="fp32").autocast is None
+    assert instantiate(cfg.callbacks.fid, autocast="bf16").autocast is torch.bfloat16
+    with pytest.raises(Exception, match=r"callbacks.fid.autocast='tf32' must be null \(fp32\), fp32, bf16 or fp16"):
+        instantiate(cfg.callbacks.fid, autocast="tf32")
 
 
 def test_sample_grid_sends_images_to_wandb(tmp_path, monkeypatch):

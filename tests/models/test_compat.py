@@ -78,3 +78,18 @@ def test_parameter_names_and_shapes_equal_official_checkpoints(name, keys_file, 
         net = build_model(name, in_channels=4, num_classes=1000, **kwargs)
     ours = {k: list(v.shape) for k, v in net.state_dict().items()}
     assert ours == expected
+
+
+@pytest.mark.parametrize("experiment", ["dmf_xl_256", "dmf_xl_512"])
+def test_the_distill_teacher_has_the_official_sit_parameter_names(experiment):
+    """The teacher is the pretrained SiT-XL/2 (+REPA, whose projectors it does not use): at 512 it had taken the DMF
+    student's qk-norm, and the official 512 SiT checkpoint could not load into it."""
+    from hydra.utils import instantiate
+
+    from tests.helpers import compose_config
+
+    expected = {k for k in json.loads((COMPAT / "keys_sit_xl2_repa_256.json").read_text()) if not k.startswith("projectors.")}
+    teacher = compose_config([f"experiment={experiment}", "guidance=distill", "guidance.teacher.ckpt=x"]).guidance.teacher
+    with torch.device("meta"):
+        net = instantiate(teacher.model)
+    assert set(net.state_dict()) == expected

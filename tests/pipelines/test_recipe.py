@@ -70,11 +70,15 @@ def test_a_stage_key_typed_for_the_whole_pipeline_is_refused_not_dropped(tmp_pat
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".hydra", "run.log"]  # nothing trained
 
 
-def test_a_later_stage_missing_a_required_value_stops_before_the_first_stage_trains(tmp_path):
-    """guidance=distill needs a teacher checkpoint: the flow stage must not train first and then the DMF stage fail."""
-    out = run_python("run.py", "debug=tiny", "guidance=distill", f"hydra.run.dir={tmp_path}")
+@pytest.mark.parametrize("typed, error", [
+    ("guidance=distill", "error: stage dmf: missing required values: guidance.teacher.ckpt"),  # a teacher checkpoint
+    ("attention=sdpa", "error: stage dmf: attention.backend=sdpa has no forward-mode AD"),  # the flow stage has none
+])
+def test_a_later_stage_that_cannot_train_stops_before_the_first_stage_trains(tmp_path, typed, error):
+    """The flow stage must not train first and then the DMF stage fail."""
+    out = run_python("run.py", "debug=tiny", typed, f"hydra.run.dir={tmp_path}")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
-    assert "error: stage dmf: missing required values" in out.stderr and "guidance.teacher.ckpt" in out.stderr
+    assert error in " ".join(out.stderr.split()), out.stderr[-3000:]
     assert not any(p.name.startswith("flow-") for p in tmp_path.iterdir())  # nothing trained
 
 

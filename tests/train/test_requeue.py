@@ -149,3 +149,36 @@ def test_a_requeued_job_started_with_resume_path_continues_its_own_progress(tmp_
     last.write_bytes(b"x")  # the job's progress, then SLURM requeues it
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     assert resume_path(cfg) == str(last)
+
+
+@pytest.mark.slow
+def test_resume_auto_without_last_ckpt_continues_from_the_latest_snapshot(tmp_path):
+    """A stop before the first last.ckpt (or a deleted one) leaves periodic snapshots only: resume=auto continues
+    from the latest, ending with the uninterrupted weights, instead of a new run written beside them as step_N-v1."""
+    run(tmp_path / "cut", "trainer.max_steps=4", "callbacks.checkpoint.every_n_train_steps=2")
+    checkpoints = tmp_path / "cut" / "checkpoints"
+    (checkpoints / "last.ckpt").unlink()
+    (checkpoints / "step_000002.ckpt").write_bytes(b"PK")  # an older snapshot cut short by a kill: passed over
+    module = run(tmp_path / "cut", "trainer.max_steps=6", "callbacks.checkpoint.every_n_train_steps=2")
+    assert module.trainer.global_step == 6
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt", "step_000002.ckpt", "step_000004.ckpt",
+                                                             "step_000006.ckpt"]
+    run(tmp_path / "whole", "trainer.max_steps=6")
+    whole, resumed = weights(tmp_path / "whole"), weights(tmp_path / "cut")
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+
+
+def test_a_new_start_beside_an_earlier_runs_snapshots_is_refused(tmp_path):
+    """Without last.ckpt, a new start (resume=null, another run's resume=, or resume=auto with only EMA-only
+    snapshots) would write its step_N-v1.ckpt beside the earlier run's: one folder, two runs."""
+    from dmf.core.errors import ResultExistsError
+    from dmf.train.entry import resume_path
+
+    run(tmp_path / "ema", "trainer.max_steps=2", "callbacks.checkpoint.every_n_train_steps=2",
+        "callbacks.checkpoint.ema_only=true")
+    (tmp_path / "ema" / "checkpoints" / "last.ckpt").rename(tmp_path / "elsewhere.ckpt")
+    for resume, message in (("auto", "none of them resumes it"), ("null", "would replace or mix with"),
+                            (str(tmp_path / "elsewhere.ckpt"), "not a checkpoint of this run")):
+        with pytest.raises(ResultExistsError, match=message):
+            resume_path(compose_config([*TINY, f"run_dir={tmp_path / 'ema'}", f"resume={resume}"]))

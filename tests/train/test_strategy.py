@@ -2,7 +2,7 @@ import pytest
 
 from dmf.config import ConfigError
 from dmf.train.entry import train
-from dmf.train.strategy import check_strategy
+from dmf.train.strategy import check_jvp_attention, check_strategy
 from tests.helpers import compose_config
 
 
@@ -18,3 +18,14 @@ def test_trainer_fsdp_is_open_to_both_objectives_and_lightnings_fsdp_to_flow_mat
     check_strategy(compose_config(["experiment=digits_flow", "trainer=fsdp"]))
     check_strategy(compose_config(["experiment=digits_flow", "trainer.strategy=fsdp"]))
     check_strategy(compose_config(["experiment=digits_dmf", "trainer.strategy=ddp"]))
+
+
+def test_a_kernel_without_forward_mode_ad_is_refused_for_the_jvp_objective_before_anything_is_built(tmp_path):
+    """It would fail at the first step's JVP pass, after the data and the model are built."""
+    cfg = compose_config(["experiment=digits_dmf", "attention=flash", f"run_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"attention.backend=flash has no forward-mode AD.*attention.backend=auto"):
+        train(cfg)
+    assert not any(tmp_path.iterdir())
+    for ok in (["experiment=digits_dmf", "attention=math"], ["experiment=digits_dmf", "attention=fused_jvp"],
+               ["experiment=digits_dmf", "objective.jvp=split"], ["experiment=digits_flow", "attention=sdpa"]):
+        check_jvp_attention(compose_config(ok))

@@ -5,6 +5,9 @@ from contextlib import contextmanager
 
 import torch
 
+# eval.precision: the network's autocast dtype (None: fp32; tf32 is fp32 with TF32 matmuls)
+NETWORK_PRECISIONS = {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
 
 @contextmanager
 def tf32(enabled: bool):

@@ -3,7 +3,9 @@ and step count, spread over all ranks, against reference statistics; logged as `
 import lightning as L
 import torch
 
+from dmf.core.errors import ConfigError
 from dmf.eval import dist as edist
+from dmf.eval.generation.precision import NETWORK_PRECISIONS
 from dmf.eval.generation.loop import Plan, Renderer, run
 from dmf.eval.reference.files import load_reference
 from dmf.eval.reference.build import reference_states
@@ -24,7 +26,9 @@ class FIDCallback(L.Callback):
         self.seed, self.chunk_size, self.labels, self.quantize = seed, chunk_size or batch_size, labels, quantize
         self.ref_stats, self.ref_source, self.at_train_end = ref_stats, ref_source, at_train_end
         self.decode_precision = decode_precision
-        self.autocast = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}[autocast]
+        if autocast not in (None, "fp32", "bf16", "fp16"):  # (no tf32 switch here: the training run's own setting)
+            raise ConfigError(f"callbacks.fid.autocast={autocast!r} must be null (fp32), fp32, bf16 or fp16")
+        self.autocast = NETWORK_PRECISIONS.get(autocast)
         self.sampler = self.vae = self.scorer = self.reference = None
         self._last = -1
         self.history: list[tuple[int, dict]] = []
