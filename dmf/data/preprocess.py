@@ -26,7 +26,7 @@ from tqdm import tqdm
 from dmf.core.errors import ConfigError
 from dmf.core.options import check_known
 from dmf.core.ranks import local_rank, rank_and_world
-from dmf.data import layout as L
+from dmf.data import latent, layout as L
 from dmf.data.errors import DataError, ErrorPolicy, check_policy
 from dmf.data.images import ImageListing, list_images
 from dmf.data.sources import ImageEncoder, LatentCopier, list_latents
@@ -308,9 +308,7 @@ def main(cfg) -> dict:
         raise ConfigError(f"preprocess.input={p.input} does not exist: pass an image folder, zip, or latent folder")
     needs_vae = not _is_latent_folder(p.input)
     vae = instantiate(data.vae) if needs_vae else None
-    shape = None
-    if data.get("latent_channels") is not None and data.get("latent_size") is not None:
-        shape = (2 * int(data.latent_channels), int(data.latent_size), int(data.latent_size))
+    shape = latent.expected_shape(data.get("latent_channels"), data.get("latent_size"))
     return preprocess(
         p.input, p.out, int(data.resolution), vae, layout=p.layout, folder_size=p.folder_size,
         shard_size=p.shard_size, batch_size=p.batch_size, num_workers=p.num_workers, device=p.device,

@@ -68,8 +68,6 @@ def _collate_images(batch):
 class ImageEncoder:
     """Images -> ADM crop -> [-1, 1] -> VAE posterior moments, batched on `device`."""
 
-    needs_vae = True
-
     def __init__(self, listing: ImageListing, resolution: int, vae, device: torch.device, images: bool = False):
         self.listing, self.resolution, self.vae, self.device = listing, int(resolution), vae, device
         self.images = bool(images)
@@ -93,8 +91,6 @@ class ImageEncoder:
 class LatentCopier:
     """Moments read from an existing .npy layout (re-packing into shards needs no VAE), with the PNGs of the
     images/ folder beside it when `images`."""
-
-    needs_vae = False
 
     def __init__(self, listing: ImageListing, known_bad: dict | None = None, images: bool = False):
         self.listing, self.known_bad = listing, known_bad or {}

@@ -1,12 +1,12 @@
 """A small CNN trained on the real digits: its 64-d penultimate features give the digits Fréchet distance,
 its predictions the class accuracy of generated samples. Trained once (about 20 s on 2 cores) and cached."""
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from dmf.core.cache import cache_dir
 from dmf.core.files import atomic_path
 from dmf.digits.data import load_digits_tensors
 from dmf.models.checkpoint import safe_load
@@ -33,7 +33,7 @@ class DigitsClassifier(nn.Module):
 
 
 def default_cache() -> Path:
-    return Path(os.environ.get("DMF_CACHE", Path.home() / ".cache" / "dmf")) / "digits_classifier.pt"
+    return cache_dir() / "digits_classifier.pt"
 
 
 def train_classifier(epochs: int = 40, seed: int = 0) -> tuple[DigitsClassifier, float]:

@@ -11,7 +11,6 @@ from `weights`.
 """
 import io
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmf.digits.data import load_digits_tensors
+from dmf.core.cache import cache_dir
 from dmf.core.files import write_bytes_atomic
 
 CACHE_NAME = "digits_repa_encoder.pt"
@@ -99,7 +99,7 @@ def _train(dim, epochs, batch, seed, temperature) -> DigitsTokenNet:
 
 
 def default_cache() -> Path:
-    return Path(os.environ.get("DMF_CACHE", Path.home() / ".cache" / "dmf")) / CACHE_NAME
+    return cache_dir() / CACHE_NAME
 
 
 class DigitsEncoder(nn.Module):

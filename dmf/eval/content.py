@@ -6,11 +6,12 @@ import json
 import os
 from pathlib import Path
 
+from dmf.core.cache import cache_dir
 from dmf.core.files import write_json_atomic
 
 
 def _cache_file() -> Path:
-    return Path(os.environ.get("DMF_CACHE", Path.home() / ".cache" / "dmf")) / "file_hashes.json"
+    return cache_dir() / "file_hashes.json"
 
 
 def _read_cache(path: Path) -> dict:

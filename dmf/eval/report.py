@@ -39,13 +39,18 @@ def columns(rows: list[dict]) -> list[str]:
     return FIRST + metric_cols + paper + LAST
 
 
+def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
+    """A markdown table of cells already formatted (every table the project writes: eval, sweeps, pipelines, paper)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def write_tables(rows: list[dict], out_dir: str | Path, title: str = "") -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     cols = columns(rows)
-    md = [f"# {title}\n" if title else "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    md += ["| " + " | ".join(_fmt(r.get(c), c) for c in cols) + " |" for r in rows]
+    table = markdown_table(cols, [[_fmt(r.get(c), c) for c in cols] for r in rows])
     md_path, csv_path = out_dir / "results.md", out_dir / "results.csv"
-    write_text_atomic(md_path, "\n".join(line for line in md if line) + "\n")
+    write_text_atomic(md_path, (f"# {title}\n\n" if title else "") + table + "\n")
     write_csv_atomic(csv_path, rows, cols, extrasaction="ignore")
     return md_path, csv_path
 

@@ -43,10 +43,6 @@ class FlowTransformer(nn.Module):
         self.initialize_weights()
 
     @property
-    def null_class(self) -> int:
-        return self.num_classes
-
-    @property
     def input_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one input (the config's side of this fact: dmf.build.model_shape)."""
         return self.in_channels, self.input_size, self.input_size

@@ -2,8 +2,7 @@
 (one line per row and NFE: the paper's value, ours, the difference, the commit and date of our run, "missing" for
 rows not run yet) and <table>_vs_nfe.png (ours solid, the paper's dashed).
 
-Each row is read from its job folder's paper_row.json (dmf/paper/run.py). The sweep collector of mode=collect
-(issue 9) reads job folders too; this reader is deliberately small so the two can share one at merge.
+Each row is read from its job folder's paper_row.json (dmf/paper/run.py), written when the row finished.
 """
 import json
 import logging
@@ -13,10 +12,10 @@ from omegaconf import DictConfig
 
 from dmf.core.errors import ConfigError
 from dmf.core.files import atomic_path, write_csv_atomic, write_text_atomic
+from dmf.eval.report import markdown_table
 from dmf.paper.spec import RESULT_FILE, paper_values, table_root
 
 log = logging.getLogger("dmf.paper")
-COLUMNS = ("row", "label", "nfe", "paper", "ours", "difference", "commit", "date")
 
 
 def read_row(job_dir: Path) -> dict | None:
@@ -63,13 +62,9 @@ def fmt(value) -> str:
 
 def write_markdown(rows: list[dict], paper: DictConfig, path: Path) -> None:
     cols = list(rows[0])
-    lines = [f"# {paper.get('title') or paper.name}", "",
-             f"Metric: {paper.metric}" + (f" ({paper.note})" if paper.get("note") else ""), "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = [(f"{r[c]:+.3f}" if c == "difference" and r[c] is not None else fmt(r[c])) for c in cols]
-        lines.append("| " + " | ".join(cells) + " |")
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    cells = [[(f"{r[c]:+.3f}" if c == "difference" and r[c] is not None else fmt(r[c])) for c in cols] for r in rows]
+    metric = f"Metric: {paper.metric}" + (f" ({paper.note})" if paper.get("note") else "")
+    write_text_atomic(path, f"# {paper.get('title') or paper.name}\n\n{metric}\n\n{markdown_table(cols, cells)}\n")
 
 
 def plot(rows: list[dict], paper: DictConfig, path: Path) -> Path | None:

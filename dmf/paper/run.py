@@ -68,7 +68,7 @@ def compose_stage(overrides: list[str], extra: list[str]) -> DictConfig:
     e.g. debug=tiny, whose package is global and so is no key of the config)."""
     base = compose(config_name="config", overrides=overrides, return_hydra_config=True)
     absent = object()
-    known = [o for o in extra if o.startswith("+") or (key := o.split("=", 1)[0].lstrip("~")) in
+    known = [o for o in extra if o.startswith("+") or (key := override_key(o)) in
              base.hydra.runtime.choices or OmegaConf.select(base, key, default=absent) is not absent]
     cfg = compose(config_name="config", overrides=[*overrides, *known])
     validate(cfg)

@@ -34,6 +34,8 @@ from dmf.core.errors import ConfigError
 from dmf.core.files import folder_lock, write_json_atomic, write_text_atomic
 from dmf.core.options import check_known
 from dmf.core.launch import leads_launch
+from dmf.eval.content import content_hash
+from dmf.eval.report import markdown_table
 from dmf.models.hub import resolve_path
 from dmf.train.resume_guard import finished_differences
 
@@ -96,14 +98,6 @@ def accepted(experiment: str, overrides: list[str]) -> list[str]:
     return taken
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def short_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -156,7 +150,7 @@ def run_stage(name: str, spec: DictConfig, overrides: list[str], store: Path, pa
     stage_overrides = [*overrides, *extra]
     stage_cfg = compose_stage(spec.experiment, stage_overrides)
     validate(stage_cfg)
-    identity = training_identity(stage_cfg, sha256_file(parent_ckpt) if parent_ckpt else None)
+    identity = training_identity(stage_cfg, content_hash(parent_ckpt) if parent_ckpt else None)
     stage_dir = store / f"{name}-{short_hash(identity)}"
     OmegaConf.update(stage_cfg, "run_dir", str(stage_dir))
     last, record = stage_dir / "checkpoints" / "last.ckpt", stage_dir / "stage.json"
@@ -205,13 +199,11 @@ def evaluate_stage(row: DictConfig, spec: DictConfig, overrides: list[str], ckpt
     return records
 
 
-def markdown_table(rows: list[dict]) -> str:
+def results_table(rows: list[dict]) -> str:
     metrics = [k for k in rows[0] if k not in ("stage", "sampler", "steps", "grid", "ckpt")] if rows else []
-    lines = ["| " + " | ".join(["stage", "sampler", "steps (NFE)", *metrics]) + " |", "|---" * (3 + len(metrics)) + "|"]
-    for r in rows:
-        values = [f"{100 * r[m]:.1f} %" if m.endswith("acc") else f"{r[m]:.2f}" for m in metrics]
-        lines.append("| " + " | ".join([r["stage"], r["sampler"], str(r["steps"]), *values]) + " |")
-    return "\n".join(lines)
+    cells = [[r["stage"], r["sampler"], str(r["steps"]),
+              *(f"{100 * r[m]:.1f} %" if m.endswith("acc") else f"{r[m]:.2f}" for m in metrics)] for r in rows]
+    return markdown_table(["stage", "sampler", "steps (NFE)", *metrics], cells)
 
 
 # what a stage and an evaluation row may say (a misspelt init_from would train the stage from scratch)
@@ -262,7 +254,7 @@ def run(cfg: DictConfig) -> list[dict]:
         rows += evaluate_stage(row, spec, [*taken[row.stage], *spec.get("overrides", [])], ckpts[row.stage])
     if not leads_launch():
         return rows
-    table = markdown_table(rows)
+    table = results_table(rows)
     write_text_atomic(run_dir / "results.md", f"# {cfg.pipeline.title}\n\n{table}\n")
     write_json_atomic(run_dir / "results.json", {"rows": rows, "stages": {n: str(Path(c).parent.parent) for n, c in ckpts.items()}},
                       indent=1, default=float)

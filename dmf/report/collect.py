@@ -6,7 +6,8 @@ folder under `dir` (a folder with .hydra/overrides.yaml) and writes, into `dir`:
 
 A job's results are the rows of its results.json (pipelines, e.g. the digits default) or of its mode=eval
 result.json files (eval/<sampler>_<steps>/); its losses are the last logged values in logs/**/metrics.csv (per
-stage for pipelines). `read_job` turns one job folder into a record; other reports (paper tables) build on it.
+stage for pipelines). `read_job` turns one job folder into a record. (Paper tables have their own reader,
+dmf/paper/collect.py: their rows are fixed by the table, not by the sweep's overrides.)
 """
 import csv
 import json
@@ -19,7 +20,7 @@ from dmf.core.errors import ConfigError
 from dmf.core.files import atomic_path, write_csv_atomic, write_text_atomic
 from dmf.core.launch import require_one_process
 from dmf.core.run_history import HISTORY
-from dmf.eval.report import collect as eval_rows
+from dmf.eval.report import collect as eval_rows, markdown_table
 
 log = logging.getLogger("dmf.collect")
 
@@ -110,10 +111,9 @@ def write_tables(rows: list[dict], root: Path) -> tuple[Path, Path]:
     cols = []
     for r in rows:
         cols += [k for k in r if k not in cols]
-    md = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
-    md += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    table = markdown_table(cols, [[_fmt(r.get(c)) for c in cols] for r in rows])
     md_path, csv_path = root / "sweep.md", root / "sweep.csv"
-    write_text_atomic(md_path, f"# Sweep {root}\n\n" + "\n".join(md) + "\n")
+    write_text_atomic(md_path, f"# Sweep {root}\n\n{table}\n")
     write_csv_atomic(csv_path, rows, cols)
     return md_path, csv_path
 

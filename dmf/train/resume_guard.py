@@ -15,7 +15,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.config import flatten
+from dmf.core.options import flatten
 from dmf.core.errors import UsageError
 from dmf.core.run_history import HISTORY, record_attempt
 from dmf.models.checkpoint import ARCHITECTURE_KEY, architecture, safe_load

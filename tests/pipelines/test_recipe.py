@@ -10,7 +10,7 @@ import pytest
 from hydra import initialize_config_dir
 
 from dmf.core.errors import ConfigError, MissingFileError
-from dmf.pipelines.recipe import (accepted, check_options, markdown_table, parent_overrides, run, short_hash,
+from dmf.pipelines.recipe import (accepted, check_options, results_table, parent_overrides, run, short_hash,
                                   training_identity)
 from tests.helpers import CONF, compose_config, run_python
 
@@ -102,8 +102,8 @@ def test_stage_key_changes_with_config_and_parent_checkpoint_only(tmp_path):
     assert key(a) != key(c) and key(a) != key(a, sha="y")
 
 
-def test_markdown_table_formats_accuracy_as_percent():
-    table = markdown_table([{"stage": "dmf", "sampler": "euler", "steps": 1, "fd_digits": 2.256, "class_acc": 0.984,
+def test_results_table_formats_accuracy_as_percent():
+    table = results_table([{"stage": "dmf", "sampler": "euler", "steps": 1, "fd_digits": 2.256, "class_acc": 0.984,
                              "grid": "", "ckpt": ""}])
     assert table.splitlines()[0] == "| stage | sampler | steps (NFE) | fd_digits | class_acc |"
     assert table.splitlines()[-1] == "| dmf | euler | 1 | 2.26 | 98.4 % |"

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from dmf.models.attention import backends as _builtin  # noqa: F401  (registers math, sdpa, flash)
+from dmf.models.attention import backends as _builtin  # noqa: F401  (registers math, sdpa, flash, fused_jvp)
 from dmf.models.attention.registry import get_backend, resolve
 
 

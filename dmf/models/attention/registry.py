@@ -1,9 +1,10 @@
 """Registry of attention kernels.
 
 A backend computes softmax(q k^T / sqrt(d)) v for q, k, v of shape (B, H, L, D). Backends declare
-whether they support forward-mode AD (the DMF JVP needs it); `auto` picks, per call, the first
-registered backend that is available on the device and supports what the call needs. Fused kernels
-(dmf/kernels) register themselves here; models never change.
+whether they support forward-mode AD (the DMF JVP needs it); `auto` picks, per call, the backend of highest
+priority that is available on the device and supports what the call needs. A new kernel is one more
+register_backend call (dmf/models/attention/backends.py registers the fused JVP kernel of dmf/kernels, imported
+lazily); models never change.
 """
 from dataclasses import dataclass
 from typing import Callable

@@ -1,6 +1,6 @@
 """REPA's frozen target for ImageNet, as the authors run it: DINOv2 ViT-B/14 (no registers) patch tokens.
 
-Input: the raw image (uint8, or floats in [-1, 1]) / 255, ImageNet mean/std, bicubic-resized to
+Input: the raw image (uint8 / 255, or floats in [-1, 1] mapped to [0, 1]), ImageNet mean/std, bicubic-resized to
 224 * (resolution / 256); the position embedding resampled once to the 16 * (resolution / 256) patch grid (timm's
 resample_abs_pos_embed, as the authors do); output: the normalised patch tokens (the final LayerNorm, class
 token dropped), 16 x 16 = 256 tokens of 768 at 256, one per token of a patch-2 SiT on the 32 x 32 latents.

@@ -1,0 +1,89 @@
+"""Before Hydra starts (run.py): the command line composes, and every job of a -m sweep validates, or one line names
+the key, the option or the job."""
+import difflib
+import itertools
+import re
+
+from omegaconf import DictConfig, OmegaConf
+
+from dmf.config.typed import override_key, validate_typed
+from dmf.config.values import validate
+from dmf.core.errors import ConfigError
+from dmf.core.options import flatten
+
+
+def sweep_jobs(args: list[str]) -> list[list[str]] | None:
+    """The override lists of a -m sweep's jobs (the grid of its comma lists and ranges); None where only Hydra's
+    sweeper can expand it (an interval, a plugin's syntax)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+        choices = [[o.input_line] if not o.is_sweep_override() else
+                   [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in parsed]
+    except Exception:  # noqa: BLE001 -- Hydra reports what it cannot parse itself
+        return None
+    return [list(job) for job in itertools.product(*choices)]
+
+
+def explain_composition(err: Exception, job: list[str], compose) -> str | None:
+    """Hydra's composition errors as one line naming the key and the fix: a misspelt key (Hydra's own hint, `+key`,
+    adds a key nothing reads) gets the nearest existing key, an unknown group option the list of options. None for
+    anything else, which Hydra reports itself."""
+    text = str(err)
+    if found := re.search(r"Could not override '([^']+)'", text):
+        key = found.group(1)
+        rest = [o for o in job if override_key(o) != key]
+        try:
+            base = compose(rest)
+        except Exception:  # noqa: BLE001 -- another override fails too: Hydra names that one
+            return None
+        head, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(base, head) if head else base
+        if not isinstance(parent, DictConfig):  # the misspelling is higher up: compare whole paths
+            near = difflib.get_close_matches(key, list(flatten(OmegaConf.to_container(base, resolve=False))), n=1,
+                                             cutoff=0.75)
+            return f"{key} is not a key of this config" + (f"; did you mean {near[0]}?" if near else "")
+        keys = [str(k) for k in parent if not str(k).startswith("_")]
+        if near := difflib.get_close_matches(leaf, keys, n=1, cutoff=0.7):
+            return f"{key} is not a key of this config; did you mean {head + '.' if head else ''}{near[0]}?"
+        return (f"{key} is not a key of this config; " + (f"{head} has {', '.join(keys)}" if keys else
+                f"the {head} chosen has no options: choose one that has {leaf} ({head}=<option>)"))
+    if found := re.search(r"Could not find '([^']+)/([^'/]+)'", text):
+        group, name = found.groups()
+        options = re.findall(r"^\t(\S+)$", text.split("Available options", 1)[-1].split("Config search path")[0], re.M)
+        if options:
+            return f"{group}={name} is not an option of {group}: {', '.join(options)}"
+    return None
+
+
+def check_launch(args: list[str], conf_dir: str) -> None:
+    """Before Hydra starts: the command line composes (else one line naming the key or option, and a near one), and
+    every job of a -m sweep also validates before the first one runs or is queued (a bad value in a later job
+    stopped the sweep only when its turn came, after the earlier jobs or their SLURM queue waits)."""
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):  # --cfg job, --help, ...
+        return
+    multirun = bool({"-m", "--multirun"} & set(args))
+    jobs = sweep_jobs(args) if multirun else [[a for a in args if not a.startswith("-")]]
+    if not jobs:
+        return
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+        def composed(overrides):
+            return compose(config_name="config", overrides=overrides)
+
+        for job in jobs:
+            where = f"sweep job `{' '.join(job)}`: " if len(jobs) > 1 else ""
+            try:
+                cfg = composed(job)
+            except Exception as err:  # noqa: BLE001 -- explained where it can be, else Hydra reports it
+                if (message := explain_composition(err, job, composed)) is not None:
+                    raise ConfigError(where + message) from None
+                return
+            if len(jobs) > 1:  # a single run is validated by run.py as it starts, with Hydra's runtime values
+                try:
+                    validate(cfg)
+                    validate_typed(cfg, job)
+                except ConfigError as err:
+                    raise ConfigError(f"{where}{err} (nothing of the sweep has run)") from None
