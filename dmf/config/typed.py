@@ -2,6 +2,7 @@
 would read otherwise than meant, is said, not dropped."""
 from omegaconf import DictConfig, OmegaConf
 
+from dmf.config.kinds import guidance_kind, objective_kind
 from dmf.config.values import WORDS_TOO
 from dmf.core.errors import ConfigError
 from dmf.models.registry import parse_name
@@ -77,10 +78,10 @@ def validate_typed(cfg: DictConfig, typed: list[str]) -> None:
         raise ConfigError(f"{given['sampler.steps']} is not used by mode=train: training samples only in its "
                           f"callbacks (callbacks=with_eval), at callbacks.sample_grid.steps and callbacks.fid.steps")
     pair = [o for k, o in given.items() if k in ("time.P_mean_t", "time.P_std_t", "time.P_mean_r", "time.P_std_r")]
-    if pair and "FlowMatching" in cfg.objective._target_:
+    if pair and objective_kind(cfg) == "fm":
         raise ConfigError(f"{pair[0]} is not used: objective=fm (a flow model) draws one time from time.P_mean and "
                           f"time.P_std; the (t, r) proposal keys shape objective=dmf")
     options = [o for k, o in given.items() if k.startswith("guidance.")]
-    if options and cfg.guidance._target_.endswith(".NoGuidance"):
+    if options and guidance_kind(cfg) == "none":
         raise ConfigError(f"{options[0]} is not used: guidance=none has no options; choose the guidance it belongs "
                           f"to, e.g. guidance=mg {options[0]}")

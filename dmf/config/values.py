@@ -7,6 +7,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from dmf.config.kinds import guidance_kind, objective_kind
 from dmf.core.errors import ConfigError
 from dmf.core.options import check_known, flatten
 from dmf.models.attention import get_backend
@@ -73,10 +74,10 @@ def validate_training(cfg: DictConfig) -> None:
         _number(cfg, "data.max_batch_per_device", 1, integer=True)
     if cfg.trainer.accumulate_grad_batches != "auto":
         _number(cfg, "trainer.accumulate_grad_batches", 1, integer=True)
-    if "FlowMatching" in cfg.objective._target_ and not cfg.guidance._target_.endswith(".NoGuidance"):
+    if objective_kind(cfg) == "fm" and guidance_kind(cfg) != "none":
         raise ConfigError(f"objective=fm trains a flow model on the plain velocity; set guidance=none "
                           f"(got guidance._target_={cfg.guidance._target_})")
-    if "DMF" in cfg.objective._target_ and parse_name(cfg.model.name)[0] not in ("DMFT", "MF"):
+    if objective_kind(cfg) == "dmf" and parse_name(cfg.model.name)[0] not in ("DMFT", "MF"):
         raise ConfigError(f"objective=dmf needs a flow-map model (model=dmft or model=mf), got model.name={cfg.model.name}")
 
 
@@ -122,10 +123,8 @@ def validate_values(cfg: DictConfig) -> None:
         if not 0.0 <= decay < 1.0:
             raise ConfigError(f"ema.decay={decay} must lie in [0, 1) (each step keeps `decay` of the average; "
                               f"values >= 1 stop or blow up the EMA weights); the paper uses 0.9999")
-    g = cfg.get("guidance")
-    kind = {"ModelGuidance": "mg", "DistillGuidance": "distill"}.get(str(g.get("_target_", "")).rsplit(".", 1)[-1]) \
-        if g is not None else None
-    if kind:
+    g, kind = cfg.get("guidance"), guidance_kind(cfg)
+    if kind in ("mg", "distill"):
         _number(cfg, "guidance.omega")
         hi = {"mg": 1.0, "distill": 10.0}[kind]
         if not 0.0 <= g.omega < hi:

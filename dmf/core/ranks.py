@@ -37,3 +37,13 @@ def local_rank() -> int:
     """This process's GPU index on its node."""
     ranks = launch_ranks()
     return ranks[2] if ranks else 0
+
+
+def device_for(device: str | None, local: int | None = None) -> torch.device:
+    """`auto` (or None): this process's GPU on its node (cuda:<local rank>) when there is one, else the CPU; any other
+    value names the device."""
+    if device and device != "auto":
+        return torch.device(device)
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank() if local is None else local)

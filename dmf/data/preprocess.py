@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from dmf.core.errors import ConfigError
 from dmf.core.options import check_known
-from dmf.core.ranks import local_rank, rank_and_world
+from dmf.core.ranks import device_for, rank_and_world
 from dmf.data import latent, layout as L
 from dmf.data.errors import DataError, ErrorPolicy, check_policy
 from dmf.data.images import ImageListing, list_images
@@ -182,14 +182,6 @@ def _finalize(writer, listing: ImageListing) -> dict | None:
     return report
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank())
-        return torch.device("cpu")
-    return torch.device(device)
-
-
 def _resolve_part(part, num_parts) -> tuple[int, int]:
     """Explicit part/num_parts, else the launcher's rank and world size (torchrun or srun: one part per process)."""
     rank, world = rank_and_world()
@@ -271,7 +263,7 @@ def preprocess(input, out, resolution: int | None = None, vae=None, *, layout: s
     if from_latents:
         source, first = LatentCopier(listing, images=images), wds
     else:
-        device = _resolve_device(device)
+        device = device_for(device)
         source, first = ImageEncoder(listing, resolution, vae.to(device).eval(), device, images), npy or wds
     _run_chunks(source, first, listing, policy, **run)
     reports = {first.layout: _finalize(first, listing)}

@@ -20,6 +20,7 @@ from torch import nn
 from dmf.digits.data import load_digits_tensors
 from dmf.core.cache import cache_dir
 from dmf.core.files import write_bytes_atomic
+from dmf.models.checkpoint import safe_load
 
 CACHE_NAME = "digits_repa_encoder.pt"
 
@@ -110,7 +111,7 @@ class DigitsEncoder(nn.Module):
         self.net = DigitsTokenNet(dim)
         path = Path(weights) if weights else default_cache()
         if path.exists():
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = safe_load(path, key="objective.encoder.weights")
             self.net.load_state_dict(state["state_dict"])
         elif weights:
             raise FileNotFoundError(f"objective.encoder.weights={weights} does not exist (null = train once and "

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from dmf.core.ranks import launch_ranks
+from dmf.core.ranks import device_for, launch_ranks
 
 
 @dataclass
@@ -27,12 +27,12 @@ def init_distributed(device: str | None = None) -> DistInfo:
     if dist.is_available() and dist.is_initialized():  # e.g. inside Lightning
         rank, world = dist.get_rank(), dist.get_world_size()
         local = int(os.environ.get("LOCAL_RANK", rank % max(torch.cuda.device_count(), 1)))
-        return DistInfo(rank, world, local, _device(device, local), False)
+        return DistInfo(rank, world, local, device_for(device, local), False)
     ranks = launch_ranks()
     if ranks is None or ranks[1] == 1:
-        return DistInfo(device=_device(device, 0))
+        return DistInfo(device=device_for(device, 0))
     rank, world, local = ranks
-    dev = _device(device, local)
+    dev = device_for(device, local)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     _set_rendezvous()
@@ -55,12 +55,6 @@ def _set_rendezvous() -> None:
             os.environ.setdefault("MASTER_PORT", str(15000 + int(job_id[-4:])))
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29500")
-
-
-def _device(device: str | None, local_rank: int) -> torch.device:
-    if device and device != "auto":
-        return torch.device(device)
-    return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
 
 
 def current() -> DistInfo:

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from dmf.objectives.draws import Draws, gaussian
+from dmf.objectives.guidance import NoGuidance
 from dmf.objectives.labels import apply_drop, drop_mask
 
 
@@ -27,7 +28,7 @@ class FlowMatchingLoss:
     """
 
     def __init__(self, time, guidance=None, cfg_prob: float = 0.1, repa_weight: float = 0.0, encoder=None):
-        if guidance is not None and type(guidance).__name__ != "NoGuidance":
+        if guidance is not None and not isinstance(guidance, NoGuidance):
             raise ValueError("objective=fm trains a flow model on the plain velocity: set guidance=none")
         if repa_weight > 0 and encoder is None:
             raise ValueError("objective.repa_weight > 0 needs objective.encoder (frozen features of the clean images)")

@@ -2,17 +2,12 @@
 import torch
 from torch import nn
 
-from dmf.core.cfg import cond_uncond
+from dmf.core.cfg import check_interval, cond_uncond
 from dmf.core.paths import per_sample
 
 
 def in_interval(t: torch.Tensor, g_min: float, g_max: float) -> torch.Tensor:
     return (t >= g_min) & (t <= g_max)
-
-
-def check_interval(g_min: float, g_max: float) -> None:
-    if not 0.0 <= g_min <= g_max <= 1.0:
-        raise ValueError(f"guidance needs 0 <= g_min <= g_max <= 1, got g_min={g_min}, g_max={g_max}")
 
 
 class NoGuidance:
@@ -32,7 +27,7 @@ class ModelGuidance:
     was kept; else v. The network guides its own target, evaluated without gradients."""
 
     def __init__(self, omega: float, g_min: float = 0.0, g_max: float = 1.0):
-        check_interval(g_min, g_max)
+        check_interval(g_min, g_max, ("guidance.g_min", "guidance.g_max"))
         self.omega, self.g_min, self.g_max = omega, g_min, g_max
 
     def __call__(self, net, x_t, t, y, dropped, v):
@@ -51,7 +46,7 @@ class DistillGuidance:
     """A frozen flow-model teacher: inside [g_min, g_max] v_T(null) + omega (v_T(y) - v_T(null)), else v_T(y)."""
 
     def __init__(self, teacher: nn.Module, omega: float, g_min: float = 0.0, g_max: float = 1.0):
-        check_interval(g_min, g_max)
+        check_interval(g_min, g_max, ("guidance.g_min", "guidance.g_max"))
         self.teacher = teacher.eval().requires_grad_(False)
         self.omega, self.g_min, self.g_max = omega, g_min, g_max
 

@@ -1,6 +1,7 @@
 """A sampler integrates from noise at t = 1 to data at t = 0 on a (shifted) time grid: sampler(net, noise, y)."""
 import torch
 
+from dmf.core.cfg import check_interval
 from dmf.core.paths import get_path
 from dmf.sampling.grid import time_grid
 from dmf.sampling.guidance import guided_output
@@ -14,8 +15,7 @@ class Sampler:
                  cfg_max: float = 1.0, path: str = "linear", **unused):
         if unused:
             raise TypeError(f"sampler {self.name!r} takes no options {sorted(unused)} (sampler={self.name})")
-        if not 0.0 <= cfg_min <= cfg_max <= 1.0:
-            raise ValueError(f"sampler.cfg_min={cfg_min}, sampler.cfg_max={cfg_max}: need 0 <= cfg_min <= cfg_max <= 1")
+        check_interval(cfg_min, cfg_max, ("sampler.cfg_min", "sampler.cfg_max"))
         self.steps, self.shift, self.cfg_scale, self.cfg_min, self.cfg_max = steps, shift, cfg_scale, cfg_min, cfg_max
         self.path = get_path(path)
         self.grid = time_grid(steps, shift).tolist()  # validates steps and shift at construction

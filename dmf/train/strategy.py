@@ -2,14 +2,14 @@
 built."""
 from omegaconf import DictConfig
 
+from dmf.config.kinds import objective_kind
 from dmf.core.errors import ConfigError
 from dmf.models.attention import get_backend
 
-JVP_OBJECTIVES = ("DMF",)  # objectives whose step takes a forward-mode JVP through the network
-
 
 def takes_jvp(cfg: DictConfig) -> bool:
-    return any(o in cfg.objective._target_ for o in JVP_OBJECTIVES)
+    """The objective's step takes a forward-mode JVP through the network."""
+    return objective_kind(cfg) == "dmf"
 
 
 def check_strategy(cfg: DictConfig) -> None:

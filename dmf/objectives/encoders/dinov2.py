@@ -13,17 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmf.models.checkpoint import safe_load
+
 DEFAULT_WEIGHTS = "hf://timm/vit_base_patch14_dinov2.lvd142m/model.safetensors"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def read_weights(path) -> dict[str, torch.Tensor]:
-    """A state dict from a .safetensors file or a torch file (read as data only); wrapped dicts unwrapped."""
-    if str(path).endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+def read_weights(path, key: str = "objective.encoder.weights") -> dict[str, torch.Tensor]:
+    """A DINOv2 state dict from a .safetensors or torch file (read as data only; `key` names the setting in errors);
+    the hub file's and wrapped checkpoints' dicts (teacher / model / state_dict) unwrapped."""
+    sd = safe_load(path, key=key)
     while isinstance(sd, dict) and "pos_embed" not in sd:
         inner = next((sd[k] for k in ("teacher", "model", "state_dict") if isinstance(sd.get(k), dict)), None)
         if inner is None:

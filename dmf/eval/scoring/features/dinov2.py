@@ -10,11 +10,10 @@ import torch.nn.functional as F
 
 from dmf.eval.scoring.features.base import FeatureExtractor
 from dmf.eval.scoring.features.weights import locate_weights
-from dmf.models.checkpoint import safe_load
+from dmf.objectives.encoders.dinov2 import MEAN, STD, read_weights
 
 FILENAME = "dinov2_vitl14_pretrain.pth"
 URL = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth"
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 INTERPOLATE_OFFSET = 0.1  # DINOv2's historical kludge, kept for identical position embeddings
 
 
@@ -36,18 +35,6 @@ def resample_pos_embed(pos: torch.Tensor, grid: int) -> torch.Tensor:
     return torch.cat([pos[:, :1].float(), patch], dim=1).to(dtype)
 
 
-def load_state(path) -> dict:
-    if str(path).endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    sd = safe_load(path, key="eval.dinov2_weights")
-    for key in ("model", "state_dict", "teacher"):  # wrapped checkpoints
-        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict) and "pos_embed" not in sd:
-            sd = sd[key]
-    return sd
-
-
 class DINOv2(FeatureExtractor):
     def __init__(self, weights: str | None = None, arch: str = "vit_large_patch14_dinov2",
                  arch_kwargs: dict | None = None, resolution: int = 224, download: bool = True):
@@ -62,7 +49,7 @@ class DINOv2(FeatureExtractor):
                                      **dict(arch_kwargs or {}))
         self.resolution = resolution
         self.dims = {"cls": self.net.num_features}
-        sd = dict(load_state(path))
+        sd = dict(read_weights(path, key="eval.dinov2_weights"))
         sd.pop("mask_token", None)  # used only for masked-image training
         if "pos_embed" in sd:
             sd["pos_embed"] = resample_pos_embed(sd["pos_embed"], self.net.patch_embed.grid_size[0])
