@@ -169,7 +169,8 @@ class ShardDataModule(_LatentDataModule):
             latent_size=self.latent_size, num_classes=self.num_classes, seed=self.seed,
             resampled=self.resampled, shuffle_buffer=self.shuffle_buffer, flip=self.flip,
             on_error=self.on_error, rank=rank, world_size=world, num_workers=self.num_workers,
-            batch_size=self.batch_size, epoch=epoch, shard_counts=self._counts, images=self.images)
+            batch_size=self.batch_size, epoch=epoch, shard_counts=self._counts, images=self.images,
+            accumulate=self.accumulation())
 
     def train_dataloader(self) -> DataLoader:
         # our __len__ is exact: every worker is told its share (ShardDataset.samples_per_worker)

@@ -12,9 +12,14 @@ class EpochSampler(DistributedSampler):
     yields as many, as DDP needs). A DistributedSampler, so that Lightning uses it as it is instead of wrapping it
     in one of its own (whose order a resume could not reproduce)."""
 
-    def __init__(self, num_samples: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, num_samples: int, seed: int = 0, rank: int = 0, world_size: int = 1, group: int = 1):
+        """group: the samples each rank reads per optimizer step (batch per device x gradient accumulation). An
+        epoch ends on a whole step: Lightning steps at an epoch's last batch even mid-accumulation, with the loss
+        still divided by the full count, which would be one step at a fraction of the global batch per epoch."""
         super().__init__(range(num_samples), num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
                          drop_last=True)
+        self.num_samples = self.num_samples // group * group  # what each rank reads (Lightning's len())
+        self.total_size = self.num_samples * world_size
         self._skip = 0
 
     def skip_once(self, num_samples: int) -> None:
@@ -25,7 +30,7 @@ class EpochSampler(DistributedSampler):
     def __iter__(self):
         # mixed, not seed + epoch: seed s epoch 1 would be seed s + 1's first epoch, a seed sweep's orders shifted
         order = torch.randperm(len(self.dataset), generator=generator("cpu", self.seed, self.epoch))
-        rest, self._skip = order[self._skip:], 0
+        rest, self._skip = order[self._skip:self.total_size], 0
         rounds = len(rest) // self.num_replicas
         return iter(rest[:rounds * self.num_replicas][self.rank::self.num_replicas].tolist())
 

@@ -26,11 +26,15 @@ class ResumePosition:
         at, self._resume_at = self._resume_at, None
         return at[1] if at is not None and at[0] == epoch else 0
 
+    def accumulation(self) -> int:
+        """Batches per optimizer step (trainer.accumulate_grad_batches): an epoch of the loader is whole steps."""
+        return int(getattr(self.trainer, "accumulate_grad_batches", 1) or 1) if self.trainer is not None else 1
+
     def epoch_sampler(self, cls: type[EpochSampler], num_samples: int, seed: int) -> EpochSampler:
         """This rank's sampler, at the loader's epoch and position (Lightning sets the epoch again, too late for
         workers that fetch ahead)."""
         epoch = self.loader_epoch()
-        sampler = cls(num_samples, seed, *rank_and_world(self.trainer))
+        sampler = cls(num_samples, seed, *rank_and_world(self.trainer), group=self.batch_size * self.accumulation())
         sampler.set_epoch(epoch)
         sampler.skip_once(self.samples_done(epoch))
         return sampler

@@ -61,7 +61,7 @@ class ShardDataset(IterableDataset):
                  num_classes: int | None = None, seed: int = 0, resampled: bool = True,
                  shuffle_buffer: int = 1000, flip: bool = False, on_error: str = "raise", rank: int = 0,
                  world_size: int = 1, num_workers: int = 0, batch_size: int = 1, epoch: int = 0,
-                 shard_counts: dict[str, int] | None = None, images: bool = False):
+                 shard_counts: dict[str, int] | None = None, images: bool = False, accumulate: int = 1):
         if not urls:
             raise ValueError("ShardDataset needs at least one shard")
         if resampled and not num_samples:
@@ -71,7 +71,7 @@ class ShardDataset(IterableDataset):
         self.num_classes, self.seed, self.resampled = num_classes, int(seed), bool(resampled)
         self.shuffle_buffer, self.flip = int(shuffle_buffer), bool(flip)
         self.rank, self.world_size = int(rank), int(world_size)
-        self.num_workers, self.batch_size = int(num_workers), int(batch_size)
+        self.num_workers, self.batch_size, self.accumulate = int(num_workers), int(batch_size), int(accumulate)
         self.policy = ErrorPolicy(on_error, where=f"shards (rank {rank})")
         # samples per shard (from the manifest): a tar cut at a member boundary reads as a shorter, valid
         # tar, so only the expected count can tell that samples are missing
@@ -94,9 +94,13 @@ class ShardDataset(IterableDataset):
         self._resume = (self.epoch + self._iters, num_samples // (self.world_size * self.batch_size))
 
     def samples_per_worker(self, num_workers: int) -> int:
-        """Per (rank, worker) and epoch: ceil(N / W / K), rounded up to whole batches."""
-        per_worker = math.ceil(self.num_samples / self.world_size / max(1, num_workers))
-        return math.ceil(per_worker / self.batch_size) * self.batch_size
+        """Per (rank, worker) and epoch: ceil(N / W / K), rounded up to whole batches, and so that the rank's K workers
+        give whole optimizer steps (Lightning steps at an epoch's last batch even mid-accumulation, at a fraction of
+        the global batch); resampled streams draw with replacement, so rounding up costs nothing."""
+        workers = max(1, num_workers)
+        batches = math.ceil(math.ceil(self.num_samples / self.world_size / workers) / self.batch_size)
+        steps = self.accumulate // math.gcd(workers, self.accumulate)  # batches per worker: a multiple of this
+        return math.ceil(batches / steps) * steps * self.batch_size
 
     def __len__(self) -> int:
         if not self.resampled:

@@ -112,10 +112,16 @@ def layout(cfg: DictConfig) -> BatchLayout:
         raise PreflightError(f"data.datamodule.batch_size={d.datamodule.batch_size} is derived from the world size; "
                              f"set data.global_batch_size instead (and data.max_batch_per_device to cap memory)")
     try:
-        return batch_layout(d.global_batch_size, world_size(cfg), d.get("max_batch_per_device"),
-                            cfg.trainer.accumulate_grad_batches)
+        batch = batch_layout(d.global_batch_size, world_size(cfg), d.get("max_batch_per_device"),
+                             cfg.trainer.accumulate_grad_batches)
     except BatchError as err:
         raise PreflightError(str(err)) from None
+    if batch.accumulate > 1 and d.datamodule.get("resampled") is False:
+        raise PreflightError(f"data.datamodule.resampled=false (an exact pass over the shards) ends each epoch on "
+                             f"unequal batches per worker, and with {batch.describe()} that makes a step on part of "
+                             f"the global batch: use data.datamodule.resampled=true, or devices enough for no "
+                             f"accumulation")
+    return batch
 
 
 def check_data(datamodule) -> None:

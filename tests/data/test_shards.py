@@ -227,3 +227,25 @@ def test_with_on_error_skip_a_resume_leaves_out_the_same_bad_samples(noisy_shard
     assert ds.policy.skipped == 1  # the bad shard was drawn in this rank's stream
     resumed = batches(rank_stream(urls, 0, 0, on_error="skip", done=6))
     assert all(torch.equal(a, b) for a, b in zip(full[6:], resumed)) and len(resumed) == 4
+
+
+def test_a_ranks_epoch_of_resampled_shards_is_whole_optimizer_steps():
+    """Lightning steps at an epoch's last batch even mid-accumulation, at a fraction of the global batch: each rank's
+    batches per epoch (its workers' together) are a multiple of the accumulation, rounded up."""
+    for world, workers, batch, accumulate in ((2, 2, 16, 3), (1, 4, 8, 2), (4, 3, 5, 4), (1, 0, 7, 5), (2, 2, 16, 1)):
+        ds = ShardDataset(["a.tar"], num_samples=1000, world_size=world, num_workers=workers, batch_size=batch,
+                          accumulate=accumulate)
+        batches = len(ds) // batch
+        assert len(ds) % batch == 0 and batches % accumulate == 0 and batches * batch * world >= 1000
+        assert (batches - accumulate) * batch * world < 1000 + world * max(1, workers) * batch * accumulate
+
+
+def test_an_exact_shard_pass_with_accumulation_is_refused_before_training(tmp_path):
+    from dmf.train.preflight import PreflightError, layout
+    from tests.helpers import compose_config
+
+    exact = ["data=imagenet256_wds", "data.datamodule.resampled=false", "data.global_batch_size=256",
+             f"run_dir={tmp_path}"]
+    with pytest.raises(PreflightError, match="resampled=false .* 4 accumulation step.*resampled=true"):
+        layout(compose_config([*exact, "data.max_batch_per_device=64"]))
+    assert layout(compose_config(exact)).accumulate == 1

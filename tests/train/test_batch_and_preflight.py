@@ -117,3 +117,16 @@ def test_missing_repa_encoder_weights_stop_training_before_it_starts(tmp_path):
                           f"objective.encoder.weights={tmp_path / 'dinov2.safetensors'}"])
     with pytest.raises(PreflightError, match=r"objective.encoder.weights: .*dinov2.safetensors does not exist"):
         check_files(cfg)
+
+
+def test_every_optimizer_step_of_an_epoch_is_the_global_batch(tmp_path):
+    """Lightning steps at an epoch's last batch even mid-accumulation (the loss still divided by the full count): with
+    1,797 digits, 100 per device and 3 accumulation steps, batch 18 was a step on 100 of the 300 samples, at a third
+    of the gradient. An epoch now ends on whole steps."""
+    from dmf.train.entry import train
+
+    cfg = compose_config(["experiment=digits_flow", "debug=tiny", f"run_dir={tmp_path}", "data.global_batch_size=300",
+                          "data.max_batch_per_device=100", "trainer.max_steps=-1", "+trainer.max_epochs=2"])
+    trainer = train(cfg).trainer
+    assert (trainer.accumulate_grad_batches, trainer.num_training_batches) == (3, 15)  # 1,500 of the 1,797 digits
+    assert trainer.global_step == 2 * 15 // 3
