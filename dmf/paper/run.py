@@ -18,10 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.config import override_key, validate
 from dmf.core.errors import ConfigError
-from dmf.core.files import folder_lock, write_json_atomic, write_text_atomic
+from dmf.core.files import write_json_atomic
 from dmf.core.launch import leads_launch
 from dmf.paper.spec import RESULT_FILE, paper_values, row_overrides, row_spec, table_root
-from dmf.train.resume_guard import finished_differences
 
 # command-line keys that belong to the launch, not to the stages (each row names its own experiment)
 OWN_KEYS = ("paper", "mode", "hydra", "experiment")
@@ -75,34 +74,33 @@ def compose_stage(overrides: list[str], extra: list[str]) -> DictConfig:
     return cfg
 
 
+DONE = "DONE"  # written into a row's (or stage's) folder when its training finished
+
+
+def stale(last: Path, differences: list[str]) -> str:
+    """A row's folder is not keyed by its setting (unlike the stages'): a finished run there may be another's."""
+    run_dir = last.parent.parent
+    return (f"{run_dir} holds a finished run trained with other values, which this launch would reuse as if it were "
+            f"this setting:\n  " + "\n  ".join(differences) + f"\nFix: pass paper.root=<another folder> to run the "
+            f"table with these values beside it, or remove {run_dir} to retrain this row.")
+
+
 def train_into(run_dir: Path, overrides: list[str], extra: list[str]) -> Path:
     """Train (or resume: run_dir's last.ckpt) and return the final checkpoint; a finished run is reused."""
-    from dmf.train.entry import train
+    from dmf.train.reuse import train_or_reuse
 
-    done, last = run_dir / "DONE", run_dir / "checkpoints" / "last.ckpt"
-    with folder_lock(run_dir):  # rows launched at once (SLURM) share stages: one trains, the others wait
-        if done.exists() and last.exists():
-            print(f"[dmf] paper: reusing the finished run {run_dir}")
-            return last
-        cfg = compose_stage([*overrides, f"run_dir={run_dir}"], extra)
-        print(f"[dmf] paper: python run.py {' '.join([*overrides, *extra, f'run_dir={run_dir}'])}")
-        train(cfg)
-        write_text_atomic(done, time.strftime("%Y-%m-%d %H:%M:%S\n"))
-    return last
+    cfg = compose_stage([*overrides, f"run_dir={run_dir}"], extra)
+    print(f"[dmf] paper: python run.py {' '.join([*overrides, *extra, f'run_dir={run_dir}'])}")
+    return train_or_reuse(cfg, DONE, time.strftime("%Y-%m-%d %H:%M:%S\n"), stale,
+                          say=lambda message: print(f"[dmf] paper: {message}"))
 
 
 def check_reusable(run_dir: Path, overrides: list[str], extra: list[str]) -> None:
-    """A finished run in run_dir is reused as it is: refuse, before anything trains, when it was trained with other
-    values of what its weights depend on (the row's folder is not keyed by its setting, unlike the stages)."""
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if not ((run_dir / "DONE").exists() and last.exists()):
-        return
-    differences = finished_differences(last, compose_stage([*overrides, f"run_dir={run_dir}"], extra))
-    if differences:
-        raise ConfigError(f"{run_dir} holds a finished run trained with other values, which this launch would reuse "
-                          f"as if it were this setting:\n  " + "\n  ".join(differences) + "\nFix: pass "
-                          f"paper.root=<another folder> to run the table with these values beside it, or remove "
-                          f"{run_dir} to retrain this row.")
+    """Before anything trains (the row's shared stage first): a finished run in run_dir trained with other values
+    stops the row."""
+    from dmf.train.reuse import check_finished
+
+    check_finished(compose_stage([*overrides, f"run_dir={run_dir}"], extra), DONE, stale)
 
 
 def stage_dir(paper: DictConfig, name: str, extra: list[str]) -> Path:

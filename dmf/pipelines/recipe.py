@@ -37,7 +37,6 @@ from dmf.core.launch import leads_launch
 from dmf.eval.content import content_hash
 from dmf.eval.report import markdown_table
 from dmf.models.hub import resolve_path
-from dmf.train.resume_guard import finished_differences
 
 log = logging.getLogger("dmf.pipeline")
 
@@ -142,7 +141,7 @@ def run_stage(name: str, spec: DictConfig, overrides: list[str], store: Path, pa
     if spec.get("ckpt"):
         log.info(f"stage {name}: using pipeline.stages.{name}.ckpt={spec.ckpt}")
         return Path(spec.ckpt)
-    from dmf.train.entry import train
+    from dmf.train.reuse import train_or_reuse
 
     extra = [f"ckpt={quoted(parent_ckpt)}"] if parent_ckpt else []
     if spec.get("max_steps"):
@@ -153,22 +152,19 @@ def run_stage(name: str, spec: DictConfig, overrides: list[str], store: Path, pa
     identity = training_identity(stage_cfg, content_hash(parent_ckpt) if parent_ckpt else None)
     stage_dir = store / f"{name}-{short_hash(identity)}"
     OmegaConf.update(stage_cfg, "run_dir", str(stage_dir))
-    last, record = stage_dir / "checkpoints" / "last.ckpt", stage_dir / "stage.json"
-    with folder_lock(stage_dir):
-        if record.exists() and last.exists():
-            differences = finished_differences(last, stage_cfg)
-            if differences:  # e.g. trained further by hand (mode=train run_dir=<stage>): no longer what its key says
-                raise ConfigError(f"stage {name}: {last} was trained with other values than its folder's key stands "
-                                  f"for:\n  " + "\n  ".join(differences) + f"\nFix: move {stage_dir} away to retrain "
-                                  f"the stage, or use that checkpoint as it is: pipeline.stages.{name}.ckpt={last}")
-            log.info(f"stage {name}: finished earlier with the same config and parent, reusing {last}")
-            return last
-        log.info(f"stage {name}: python run.py mode=train experiment={spec.experiment} {' '.join(stage_overrides)} "
-                 f"run_dir={stage_dir}")
-        train(stage_cfg)
-        write_json_atomic(record, {"stage": name, "experiment": spec.experiment, "overrides": stage_overrides,
-                                   **identity}, indent=1, default=str)
-    return last
+    log.info(f"stage {name}: python run.py mode=train experiment={spec.experiment} {' '.join(stage_overrides)} "
+             f"run_dir={stage_dir}")
+
+    def stale(last: Path, differences: list[str]) -> str:  # e.g. trained further by hand (mode=train run_dir=<stage>)
+        return (f"stage {name}: {last} was trained with other values than its folder's key stands for:\n  "
+                + "\n  ".join(differences) + f"\nFix: move {stage_dir} away to retrain the stage, or use that "
+                f"checkpoint as it is: pipeline.stages.{name}.ckpt={last}")
+
+    record = json.dumps({"stage": name, "experiment": spec.experiment, "overrides": stage_overrides, **identity},
+                        indent=1, default=str)
+    return train_or_reuse(stage_cfg, "stage.json", record, stale,
+                          say=lambda _: log.info(f"stage {name}: finished earlier with the same config and parent, "
+                                                 f"reusing {stage_dir / 'checkpoints' / 'last.ckpt'}"))
 
 
 def evaluate_stage(row: DictConfig, spec: DictConfig, overrides: list[str], ckpt: Path) -> list[dict]:

@@ -43,3 +43,13 @@ def test_another_world_size_resumes_with_the_samples_not_yet_seen():
     seen = set(whole[:8])  # one process stopped after 8 samples
     a, b = streams(20, 2, skip=8)
     assert not (set(a) | set(b)) & seen and len(a) == len(b) == 6 and sorted(a + b) == sorted(set(whole) - seen)
+
+
+def test_each_ranks_epoch_is_whole_optimizer_steps():
+    """group = batch per device x accumulation: Lightning would step on the tail of an epoch mid-accumulation."""
+    for world, group in ((1, 300), (2, 64 * 3), (3, 7)):
+        parts = [list(EpochSampler(1797, 0, rank, world, group=group)) for rank in range(world)]
+        per_rank = 1797 // world // group * group
+        assert all(len(p) == per_rank == len(EpochSampler(1797, 0, r, world, group=group)) for r, p in enumerate(parts))
+        assert len(set().union(*map(set, parts))) == per_rank * world  # disjoint
+        assert parts[0] == streams(1797, world)[0][:per_rank]  # the same order, its tail cut

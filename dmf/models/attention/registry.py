@@ -37,8 +37,13 @@ def get_backend(name: str) -> AttentionBackend:
     return _BACKENDS[name]
 
 
+def _ranked() -> list[AttentionBackend]:
+    """Every backend, the one `auto` tries first first."""
+    return sorted(_BACKENDS.values(), key=lambda b: -b.priority)
+
+
 def available_backends(device: torch.device) -> list[str]:
-    return [b.name for b in sorted(_BACKENDS.values(), key=lambda b: -b.priority) if b.is_available(device)]
+    return [b.name for b in _ranked() if b.is_available(device)]
 
 
 def carries_tangent(t: torch.Tensor) -> bool:
@@ -69,7 +74,7 @@ def resolve(name: str, q: torch.Tensor) -> AttentionBackend:
 
 def choose(needs_jvp: bool, device: torch.device) -> AttentionBackend:
     """`auto`: the highest-priority backend available on `device` that supports what the call needs."""
-    for backend in sorted(_BACKENDS.values(), key=lambda b: -b.priority):
+    for backend in _ranked():
         if (backend.supports_jvp or not needs_jvp) and backend.is_available(device):
             return backend
     raise RuntimeError("no attention backend available")  # unreachable: `math` runs everywhere
