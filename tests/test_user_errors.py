@@ -148,6 +148,7 @@ def test_a_split_that_does_not_fit_the_model_is_one_line(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_a_refused_launch_leaves_the_runs_record_as_it_was(tmp_path, monkeypatch):
     """Hydra rewrites <run>/.hydra before anything can be checked: each refused relaunch (a changed setting, a new
     start over the run, a bad value) puts back the accepted launch's record, which `mode=collect` and users read."""

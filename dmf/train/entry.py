@@ -1,5 +1,6 @@
 """mode=train: build everything from the composed config and fit."""
 import logging
+import shutil
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.build import build_network, build_objective
 from dmf.core.errors import MissingFileError, ResultExistsError
+from dmf.core.files import atomic_path
 from dmf.core.ranks import torchrun_layout
 from dmf.core.run_history import mark_last_attempt
 from dmf.train.batch import resolve_devices
@@ -150,8 +152,13 @@ def train(cfg: DictConfig) -> TrainModule:
         # (e.g. a lower trainer.max_steps) to weights trained with another
         if trainer.is_global_zero:
             mark_last_attempt(run_dir, "nothing trained")
+            last, kept = run_dir / "checkpoints" / "last.ckpt", "no checkpoint is written"
+            if not last.exists():  # resumed from a snapshot: later stages and resumes read the run's state here
+                with atomic_path(last) as tmp:
+                    shutil.copyfile(resume, tmp)
+                kept = f"{Path(resume).name}, the run's latest state, is copied to last.ckpt"
             print(f"[dmf] nothing to train: {resume} is at step {trainer.global_step} (trainer.max_steps="
-                  f"{cfg.trainer.max_steps}); no checkpoint is written", flush=True)
+                  f"{cfg.trainer.max_steps}); {kept}", flush=True)
         return module
     if not cfg.trainer.fast_dev_run and not final.saved:
         # Lightning saves `last` only on its own schedule; the final state must always be on disk (FinalLast wrote

@@ -112,6 +112,7 @@ def test_repa_pretraining_aligns_with_the_stored_images(dataset, vae_dir, dinov2
             assert len(match) == 1 and labels[match[0]] == label  # a stored image, with its own label
 
 
+@pytest.mark.slow
 def test_repa_without_images_is_refused_before_training(fake_imagenet, vae_dir, dinov2_file, tmp_path):
     lean = tmp_path / "lean"
     preprocess(fake_imagenet, lean, vae_dir, "preprocess.images=false")

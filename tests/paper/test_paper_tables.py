@@ -125,6 +125,9 @@ def test_debug_tiny_on_the_command_line_reaches_the_rows_and_their_stages(tmp_pa
         cfg = OmegaConf.load(run / "config_history" / "attempt_001" / "config.yaml")
         assert (cfg.model.hidden_size, cfg.trainer.max_steps, cfg.trainer.log_every_n_steps) == (32, 2, 1), run
     assert [r["num_samples"] for r in csv.DictReader(open(tmp_path / "dmf" / "eval" / "results.csv"))] == ["100"] * 2
+
+
+@pytest.mark.slow
 def test_a_finished_row_is_reused_only_for_the_same_training(tmp_path):
     """Relaunching a table with other training keys must not report the old row's weights as the new setting."""
     tiny = ["paper.row=dmf", "model.hidden_size=32", "model.num_heads=2", "eval.num_samples=32",

@@ -167,6 +167,11 @@ def test_resume_auto_without_last_ckpt_continues_from_the_latest_snapshot(tmp_pa
     whole, resumed = weights(tmp_path / "whole"), weights(tmp_path / "cut")
     for key in whole:
         assert torch.equal(whole[key], resumed[key]), key
+    # a snapshot at trainer.max_steps (killed before its last.ckpt): nothing to train, and last.ckpt is that state,
+    # which pipelines and paper rows read
+    (checkpoints / "last.ckpt").unlink()
+    run(tmp_path / "cut", "trainer.max_steps=6", "callbacks.checkpoint.every_n_train_steps=2")
+    assert (checkpoints / "last.ckpt").read_bytes() == (checkpoints / "step_000006.ckpt").read_bytes()
 
 
 def test_a_new_start_beside_an_earlier_runs_snapshots_is_refused(tmp_path):
