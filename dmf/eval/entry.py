@@ -32,7 +32,6 @@ from dmf.eval.validate import check_table_folder, validate_eval
 from dmf.models.hub import resolve_path
 
 
-
 def evaluate(cfg: DictConfig):
     return _generate(cfg, score=True)
 

@@ -13,17 +13,14 @@ from dmf.train.entry import train
 from dmf.train.resume_guard import finished_differences
 
 
-def finished(run_dir: Path, marker: str) -> Path | None:
-    """The run's last.ckpt if the run in `run_dir` finished (its `marker` file written after training), else None."""
-    last = Path(run_dir) / "checkpoints" / "last.ckpt"
-    return last if (Path(run_dir) / marker).exists() and last.exists() else None
-
-
 def check_finished(cfg: DictConfig, marker: str, stale: Callable[[Path, list[str]], str]) -> Path | None:
-    """A finished run in cfg.run_dir that this launch may reuse (None: there is none); one trained with other values
-    stops with stale(last, differences), the caller's message and fix."""
-    last = finished(Path(cfg.run_dir), marker)
-    if last is not None and (differences := finished_differences(last, cfg)):
+    """The last.ckpt of a finished run in cfg.run_dir (its `marker` file is written after training) that this launch
+    may reuse, or None; one trained with other values stops with stale(last, differences), the caller's message."""
+    run_dir = Path(cfg.run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not ((run_dir / marker).exists() and last.exists()):
+        return None
+    if differences := finished_differences(last, cfg):
         raise ConfigError(stale(last, differences))
     return last
 
