@@ -22,9 +22,9 @@ from dmf.train.module import TrainModule
 from dmf.train.nonfinite import TRAINER_KEYS as NONFINITE_KEYS
 from dmf.train.preflight import check_data, preflight
 from dmf.train.requeue import FinalLast
-from dmf.train.resume_guard import check_resume
+from dmf.train.resume_guard import check_resume, trained_in
 from dmf.train.slurm import requeued, slurm_trainer_kwargs
-from dmf.train.snapshots import latest_resumable
+from dmf.train.snapshots import latest_resumable, set_aside_later
 from dmf.train.strategy import check_jvp_attention, check_strategy
 
 
@@ -47,7 +47,8 @@ def resume_path(cfg: DictConfig) -> str | None:
     """`resume`: auto = the run dir's last.ckpt if it exists, else its latest resumable snapshot; otherwise a path or
     null. A new start (null) is refused where the run dir already holds a run's checkpoints: the new run would replace
     or mix with them (Lightning writes step_N-v1.ckpt beside step_N.ckpt), and so is a path outside the run's
-    checkpoints/ (another run's weights); one inside rolls the run back. A requeued SLURM job started with
+    checkpoints/ (another run's weights) unless it records this run dir (a copy kept elsewhere); one of this run's
+    rolls the run back. A requeued SLURM job started with
     resume=<path> continues from its own last.ckpt."""
     checkpoints = Path(cfg.run_dir) / "checkpoints"
     last = checkpoints / "last.ckpt"
@@ -70,14 +71,14 @@ def resume_path(cfg: DictConfig) -> str | None:
     if not Path(cfg.resume).exists():
         raise MissingFileError(f"resume={cfg.resume} does not exist (use resume=auto or a .ckpt path)")
     given = Path(cfg.resume).resolve()
-    if held and given.parent != checkpoints.resolve():
+    if held and given.parent != checkpoints.resolve() and not trained_in(given, cfg.run_dir):
         raise ResultExistsError(f"resume={cfg.resume} is not a checkpoint of this run, and {checkpoints} holds the run "
                                 f"of this run dir ({_names(held)}), which resuming from it would replace or mix with. "
                                 f"Fix: continue it in a run dir of its own (run_dir=<new folder> resume={cfg.resume}), "
                                 f"or resume=auto to continue this run")
     if last.exists() and given != last.resolve() and rank_zero_only.rank == 0:
-        print(f"[dmf] rolling back to resume={cfg.resume}: this run's checkpoints/last.ckpt, further on, will be "
-              f"replaced by the rolled-back run's (the periodic step_*.ckpt files stay)", flush=True)
+        print(f"[dmf] rolling back to resume={cfg.resume}: this run's later checkpoints (last.ckpt, further on) "
+              f"will be set aside when training starts", flush=True)
     return cfg.resume
 
 
@@ -146,6 +147,11 @@ def train(cfg: DictConfig) -> TrainModule:
     if trainer.is_global_zero:
         print(f"[dmf] {batch.describe()}", flush=True)
     log_run_config(trainer.loggers, cfg, batch)
+    if resume and trainer.is_global_zero:  # after every check: a refused launch moves nothing
+        set_aside = set_aside_later(run_dir / "checkpoints", Path(resume))
+        if set_aside:
+            print(f"[dmf] resuming at the step of {Path(resume).name}: the checkpoints written after it "
+                  f"({_names(set_aside[1])}) are moved, kept, to {set_aside[0]}", flush=True)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     if resume and (final.start_step is None or trainer.global_step == final.start_step):
         # no checkpoint is written, and the attempt is not the run's record: either would give this launch's config

@@ -84,6 +84,16 @@ def finished_differences(ckpt: Path, cfg: DictConfig) -> list[str]:
     return frozen + steps + init
 
 
+def trained_in(ckpt: Path, run_dir: Path) -> bool:
+    """Whether the checkpoint records run_dir as its run's folder: a copy of this run's file kept elsewhere."""
+    try:
+        saved = safe_load(ckpt, mmap=True)
+    except Exception:  # unreadable: not shown to be this run's
+        return False
+    recorded = saved.get(CONFIG_KEY, {}).get("run_dir") if isinstance(saved, dict) else None
+    return isinstance(recorded, str) and Path(recorded).resolve() == Path(run_dir).resolve()
+
+
 def _original_config(ckpt: str, key: str, run_dir: Path) -> dict | None:
     saved = safe_load(ckpt, key=key, mmap=True)  # also refuses an unreadable or unsafe file before Lightning reads it
     if isinstance(saved, dict) and isinstance(saved.get(CONFIG_KEY), dict):

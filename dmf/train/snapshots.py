@@ -1,6 +1,8 @@
-"""ModelCheckpoint whose periodic snapshots can keep the EMA weights only (`ema_only`; a full DMF-XL/2 state with
-the online weights and AdamW moments is ~11 GB). `last.ckpt` stays complete: resume=auto uses it. An EMA-only
-snapshot serves sampling, evaluation and fine-tuning (ckpt=), not resume=."""
+"""A run's checkpoint files. ModelCheckpoint whose periodic snapshots can keep the EMA weights only (`ema_only`; a
+full DMF-XL/2 state with the online weights and AdamW moments is ~11 GB). `last.ckpt` stays complete: resume=auto
+uses it. An EMA-only snapshot serves sampling, evaluation and fine-tuning (ckpt=), not resume=. Which snapshot
+resumes a run, and the files a resume sets aside."""
+import time
 from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -43,3 +45,29 @@ def latest_resumable(dirpath: Path) -> tuple[Path | None, list[Path]]:
                 continue
         others.append(path)
     return (best[1] if best else None), others
+
+
+def saved_step(path: Path) -> int | None:
+    """The step a checkpoint file was written at, or None where it cannot be read (a kill mid-write)."""
+    try:
+        saved = safe_load(path, mmap=True)
+    except Exception:
+        return None
+    return int(saved.get("global_step", 0)) if isinstance(saved, dict) else None
+
+
+def set_aside_later(dirpath: Path, resume: Path) -> tuple[Path, list[Path]] | None:
+    """A resume from step S redoes the steps after S: the checkpoints written after S (last.ckpt and later snapshots
+    of a rolled-back run) move, kept, to dirpath/superseded-<UTC time>/. Left in place, resume=auto would continue
+    from them after a stop, and the redone steps' snapshots would be written beside them as step_N-v1.ckpt. A rename,
+    so no copy of an ~11 GB file. Returns the folder and the files moved, or None."""
+    start = saved_step(resume)
+    later = [p for p in sorted(Path(dirpath).glob("*.ckpt"))
+             if start is not None and p.resolve() != resume.resolve() and (saved_step(p) or -1) > start]
+    if not later:
+        return None
+    aside = Path(dirpath) / time.strftime("superseded-%Y%m%dT%H%M%SZ", time.gmtime())
+    aside.mkdir()
+    for path in later:
+        path.rename(aside / path.name)
+    return aside, later

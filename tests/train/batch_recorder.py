@@ -1,4 +1,5 @@
-"""A callback for tests (+callbacks.batches._target_=...): writes, per rank, every step's batch of this attempt."""
+"""A callback for tests (+callbacks.batches._target_=...): writes, per rank, every step's batches of this attempt
+({step: [micro-batch, ...]}, each micro-batch its tensors; several per step under gradient accumulation)."""
 from pathlib import Path
 
 import torch
@@ -10,8 +11,14 @@ class BatchRecorder(Callback):
         self.path, self.batches = Path(path), {}
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self.batches[trainer.global_step] = [b.detach().cpu().clone() for b in batch]
+        step = self.batches.setdefault(trainer.global_step, [])
+        step.append([b.detach().cpu().clone() for b in batch])
 
     def on_train_end(self, trainer, module):
         self.path.mkdir(parents=True, exist_ok=True)
         torch.save(self.batches, self.path / f"rank{trainer.global_rank}.pt")
+
+
+def same_batches(a: list, b: list) -> bool:
+    """Two recorded steps hold the same micro-batches, tensor for tensor."""
+    return len(a) == len(b) and all(len(x) == len(y) and all(map(torch.equal, x, y)) for x, y in zip(a, b))

@@ -1,6 +1,6 @@
 """Two CPU ranks (DDP, gloo) through run.py: a run stopped mid-epoch (by trainer.max_steps, or by the pre-timeout
 signal as on SLURM) and resumed reads, on every rank, exactly the samples of the uninterrupted run, step by step
-(each rank continues its own part of the epoch's order), and ends with its weights."""
+(each rank continues its own part of the epoch's order, two micro-batches per step), and ends with its weights."""
 import os
 import subprocess
 import sys
@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.train.batch_recorder import same_batches
+
 ROOT = Path(__file__).parents[2]
-# 256 over 2 ranks: 1,797 digits give 7 steps per epoch, so 9 steps cross an epoch boundary
-DDP = ["experiment=digits_dmf", "debug=tiny", "model.depth=2", "model.dmf_depth=1", "data.global_batch_size=256",
-       "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
+# 200 over 2 ranks, each 2 micro-batches of 50: 1,797 digits give 8 steps per epoch (each rank's ~899 samples cut
+# to 800: uncut, their 17 micro-batches would end the epoch on a step of one), so 9 steps cross an epoch boundary
+DDP = ["experiment=digits_dmf", "debug=tiny", "model.depth=2", "model.dmf_depth=1", "data.global_batch_size=200",
+       "data.max_batch_per_device=50", "trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
 STEPS = 9
 
 
@@ -29,9 +32,14 @@ def train(run_dir: Path, steps: int, record: Path, *extra, stopped: bool = False
 
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory) -> Path:
-    """The uninterrupted run (its batches in rec/)."""
+    """The uninterrupted run (its batches in rec/). Every optimizer step is the global batch on both ranks, the one
+    at the epoch's end included (Lightning steps at an epoch's last batch, even mid-accumulation)."""
     root = tmp_path_factory.mktemp("whole")
     train(root / "run", STEPS, root / "rec")
+    for rank in (0, 1):
+        steps = torch.load(root / "rec" / f"rank{rank}.pt")
+        assert {step: [len(x) for x, _ in batches] for step, batches in steps.items()} == {
+            step: [50, 50] for step in range(STEPS)}, rank
     return root
 
 
@@ -42,10 +50,10 @@ def assert_same_samples_and_weights(whole: Path, split: Path, records: list[Path
         for record in records:
             seen.update(torch.load(record / f"rank{rank}.pt"))
         assert sorted(reference) == list(range(STEPS)) and sorted(seen) == list(range(first_step, STEPS))
-        for step, (x, y) in seen.items():
-            assert torch.equal(x, reference[step][0]) and torch.equal(y, reference[step][1]), f"rank {rank}, step {step}"
-    ranks = [torch.load(whole / "rec" / f"rank{r}.pt")[4][0] for r in (0, 1)]
-    assert not torch.equal(*ranks)  # each rank reads its own samples
+        for step, batches in seen.items():
+            assert same_batches(batches, reference[step]), f"rank {rank}, step {step}"
+    ranks = [torch.load(whole / "rec" / f"rank{r}.pt")[4] for r in (0, 1)]
+    assert not same_batches(*ranks)  # each rank reads its own samples
     a = torch.load(whole / "run" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     b = torch.load(split / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     for key in a:
@@ -54,7 +62,7 @@ def assert_same_samples_and_weights(whole: Path, split: Path, records: list[Path
 
 @pytest.mark.slow
 def test_a_ddp_run_stopped_by_max_steps_mid_epoch_resumes_each_ranks_samples(whole, tmp_path):
-    train(tmp_path / "split", 3, tmp_path / "first")  # stops mid-epoch: step 3 of 7
+    train(tmp_path / "split", 3, tmp_path / "first")  # stops mid-epoch: step 3 of 8
     train(tmp_path / "split", STEPS, tmp_path / "resumed")  # resume=auto from checkpoints/last.ckpt
     assert sorted(torch.load(tmp_path / "resumed" / "rank0.pt")) == list(range(3, STEPS))
     assert_same_samples_and_weights(whole, tmp_path / "split", [tmp_path / "first", tmp_path / "resumed"], 0)

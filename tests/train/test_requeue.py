@@ -174,6 +174,34 @@ def test_resume_auto_without_last_ckpt_continues_from_the_latest_snapshot(tmp_pa
     assert (checkpoints / "last.ckpt").read_bytes() == (checkpoints / "step_000006.ckpt").read_bytes()
 
 
+def test_a_rollback_sets_the_later_checkpoints_aside(tmp_path, capsys):
+    """resume=<run>/checkpoints/step_000002.ckpt in a run at step 4: last.ckpt (step 4) was overwritten by the
+    rolled-back run's, and the redone steps' snapshots were written beside the old ones (step_000004-v1.ckpt); a stop
+    before the new last.ckpt then resumed the abandoned step_000004.ckpt. The later files are now moved, kept. A copy
+    kept outside checkpoints/ was refused as another run's."""
+    every = "callbacks.checkpoint.every_n_train_steps=2"
+    run(tmp_path, "trainer.max_steps=4", every)
+    checkpoints = tmp_path / "checkpoints"
+    before = {name: (checkpoints / name).read_bytes() for name in ("last.ckpt", "step_000004.ckpt")}
+    first = weights(tmp_path)
+    module = run(tmp_path, "trainer.max_steps=4", every, f"resume={checkpoints / 'step_000002.ckpt'}")
+    assert module.trainer.global_step == 4
+    assert "moved, kept, to" in capsys.readouterr().out
+    [aside] = checkpoints.glob("superseded-*")
+    assert {p.name: p.read_bytes() for p in aside.iterdir()} == before
+    assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["last.ckpt", "step_000002.ckpt", "step_000004.ckpt"]
+    redone = weights(tmp_path)
+    for key in first:  # the same steps redone: the same weights
+        assert torch.equal(first[key], redone[key]), key
+    run(tmp_path, "trainer.max_steps=4", every)  # resume=auto from last.ckpt: nothing is later, nothing moves
+    assert len(list(checkpoints.glob("superseded-*"))) == 1
+    # a copy of the run's own checkpoint kept outside checkpoints/ records this run dir: it may roll the run back
+    from dmf.train.entry import resume_path
+    backup = tmp_path.parent / "backup.ckpt"
+    backup.write_bytes((checkpoints / "step_000002.ckpt").read_bytes())
+    assert resume_path(compose_config([*TINY, f"run_dir={tmp_path}", f"resume={backup}"])) == str(backup)
+
+
 def test_a_new_start_beside_an_earlier_runs_snapshots_is_refused(tmp_path):
     """Without last.ckpt, a new start (resume=null, another run's resume=, or resume=auto with only EMA-only
     snapshots) would write its step_N-v1.ckpt beside the earlier run's: one folder, two runs."""
@@ -182,7 +210,11 @@ def test_a_new_start_beside_an_earlier_runs_snapshots_is_refused(tmp_path):
 
     run(tmp_path / "ema", "trainer.max_steps=2", "callbacks.checkpoint.every_n_train_steps=2",
         "callbacks.checkpoint.ema_only=true")
-    (tmp_path / "ema" / "checkpoints" / "last.ckpt").rename(tmp_path / "elsewhere.ckpt")
+    last = tmp_path / "ema" / "checkpoints" / "last.ckpt"
+    other = torch.load(last, weights_only=False)
+    other["dmf_config"]["run_dir"] = str(tmp_path / "other")  # another run's checkpoint
+    torch.save(other, tmp_path / "elsewhere.ckpt")
+    last.unlink()
     for resume, message in (("auto", "none of them resumes it"), ("null", "would replace or mix with"),
                             (str(tmp_path / "elsewhere.ckpt"), "not a checkpoint of this run")):
         with pytest.raises(ResultExistsError, match=message):
