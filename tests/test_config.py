@@ -48,9 +48,21 @@ def test_paper_settings_reach_the_built_objects(tmp_path):
     ("model.depth=0", r"model.depth=0 must lie in \[1, None\]"),  # not the named size's depth in disguise
     ("optim.warmup_steps=-5", r"optim.warmup_steps=-5 must lie in \[0, None\]"),
     ("attention.backend=foo", r"unknown attention backend 'foo'; choose one of \['flash', 'fused_jvp', 'math', 'sdpa'"),
+    # ranges the objects check only once built (the flow stage of a pipeline had trained by then)
+    ("guidance.g_max=5", r"guidance.g_min=0.0, guidance.g_max=5: need 0 <= g_min <= g_max <= 1"),
+    ("time.P_std_r=-2", r"time.P_std_r=-2 must be >= 0"),
+    ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
 ])
 def test_bad_configs_fail_with_one_clear_message(override, message, tmp_path):
     cfg = compose_config(["experiment=dmf_xl_256", f"run_dir={tmp_path}", override])
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg)
+
+
+@pytest.mark.parametrize("weight, message", [("-1", r"repa_weight=-1 must lie in \[0.0, None\]"),
+                                             ("abc", "repa_weight='abc' must be a number")])
+def test_a_repa_weight_that_would_silently_be_off_or_crash_is_refused(weight, message, tmp_path):
+    cfg = compose_config(["experiment=digits_flow", f"run_dir={tmp_path}", f"objective.repa_weight={weight}"])
     with pytest.raises(ConfigError, match=message):
         validate(cfg)
 

@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.config.kinds import guidance_kind, objective_kind
+from dmf.core.cfg import check_interval
 from dmf.core.errors import ConfigError
 from dmf.core.options import check_known, flatten
 from dmf.models.attention import get_backend
@@ -64,8 +65,13 @@ def validate_training(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value not in allowed:
             raise ConfigError(f"{key}={value!r} must be one of {' | '.join(allowed)}")
+    if "g_min" in cfg.guidance and "g_max" in cfg.guidance:  # the objective would refuse it only once built
+        check_interval(cfg.guidance.g_min, cfg.guidance.g_max, ("guidance.g_min", "guidance.g_max"))
     for key in ("P_mean", "P_std", "P_mean_t", "P_std_t", "P_mean_r", "P_std_r"):
         _number(cfg, f"time.{key}")
+    own_checks(cfg.time)
+    if "repa_weight" in cfg.objective:  # 0 is off; a negative weight would silently be off too
+        _number(cfg, "objective.repa_weight", 0.0)
     _number(cfg, "optim.lr", 0.0)
     if OmegaConf.select(cfg, "optim.warmup_steps") is not None:
         _number(cfg, "optim.warmup_steps", 0, integer=True)
@@ -94,18 +100,24 @@ def validate_repa(cfg: DictConfig) -> None:
             f"objective.repa_weight=0.5), or objective.repa_weight=0")
 
 
+def own_checks(node: DictConfig) -> None:
+    """Build a cheap config object (a sampler, the time proposal), which checks its own ranges: here, before any
+    work, as one error line."""
+    try:
+        instantiate(node)
+    except InstantiationException as err:
+        if not isinstance(err.__cause__, ValueError):
+            raise
+        raise ConfigError(str(err.__cause__)) from None
+
+
 def validate_sampler(cfg: DictConfig) -> None:
     _number(cfg, "sampler.steps", 1, integer=True)
     for key in ("sampler.shift", "sampler.cfg_scale", "sampler.cfg_min", "sampler.cfg_max"):
         _number(cfg, key)
     if "gamma" in cfg.sampler:
         _number(cfg, "sampler.gamma")
-    try:  # the sampler checks its own ranges (shift > 0, the CFG interval, gamma): here, before any work
-        instantiate(cfg.sampler)
-    except InstantiationException as err:
-        if not isinstance(err.__cause__, ValueError):
-            raise
-        raise ConfigError(str(err.__cause__)) from None
+    own_checks(cfg.sampler)  # shift > 0, the CFG interval, gamma
     if ".FlowMap" in cfg.sampler._target_ and parse_name(cfg.model.name)[0] == "SiT":
         raise ConfigError(f"sampler {cfg.sampler._target_} steps a flow map u(x, t, r), but {cfg.model.name} is a "
                           f"flow model: use sampler=flow_euler|flow_heun|flow_sde")
@@ -117,6 +129,9 @@ def validate_values(cfg: DictConfig) -> None:
     for key, lo, hi in (("seed", 0, 2**32 - 1), ("data.resolution", 1, None), ("trainer.max_steps", -1, None)):
         if OmegaConf.select(cfg, key) is not None:  # seeds are mixed from 32-bit words (dmf.core.seeds)
             _number(cfg, key, lo, hi, integer=True)
+    if OmegaConf.select(cfg, "trainer.max_steps") == 0:
+        raise ConfigError("trainer.max_steps=0 trains nothing and would save the initial weights as the run's "
+                          "checkpoint: give a number of optimizer steps (-1: no step limit, with trainer.max_epochs)")
     decay = OmegaConf.select(cfg, "ema.decay")
     if decay is not None:
         _number(cfg, "ema.decay")

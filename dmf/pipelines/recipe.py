@@ -83,18 +83,25 @@ def compose_stage(experiment: str, overrides: list[str]) -> DictConfig:
 
 def accepted(experiment: str, overrides: list[str]) -> list[str]:
     """The overrides that this stage's config composes and validates with, and reads (each tried on top of the
-    previous): a key the stage would not read, e.g. the (t, r) proposal's time.P_mean_r for the flow stage, would
-    only change its identity and retrain it."""
-    taken = []
-    for o in overrides:
-        try:
-            stage = compose_stage(experiment, [*taken, o])
-            validate(stage)
-            validate_typed(stage, [*taken, o])
-        except Exception:  # noqa: BLE001 -- composition, type and validation errors all mean "not for this stage"
-            continue
-        taken.append(o)
-    return taken
+    ones taken): a key the stage would not read, e.g. the (t, r) proposal's time.P_mean_r for the flow stage, would
+    only change its identity and retrain it. Passes repeat until none is taken, so that the order typed does not
+    matter (`model.depth=3 model.dmf_depth=2`: depth 3 fits only once dmf_depth 2 is in); typed order is kept."""
+    taken, progress = set(), True
+    while progress:
+        progress = False
+        for i, o in enumerate(overrides):
+            if i in taken:
+                continue
+            trial = [overrides[j] for j in sorted(taken | {i})]
+            try:
+                stage = compose_stage(experiment, trial)
+                validate(stage)
+                validate_typed(stage, trial)
+            except Exception:  # noqa: BLE001 -- composition, type and validation errors all mean "not for this stage"
+                continue
+            taken.add(i)
+            progress = True
+    return [overrides[i] for i in sorted(taken)]
 
 
 def short_hash(obj) -> str:
@@ -134,6 +141,31 @@ def check_required(stages: DictConfig, taken: dict[str, list[str]]) -> None:
             check_jvp_attention(stage)
         except (PreflightError, ConfigError) as err:
             raise ConfigError(f"stage {name}: {err}") from None
+
+
+def check_lineage(stages: DictConfig, taken: dict[str, list[str]]) -> None:
+    """A stage that starts from an earlier one builds a network the earlier one's weights fit, before the first stage
+    trains: an override only one stage takes (model.name=DMFT-T/4, which the flow stage's SiT refuses) failed at
+    the later stage's load, after the earlier one had trained. Built on the meta device: no memory, no weights."""
+    import torch
+    from hydra.utils import instantiate
+
+    from dmf.models.checkpoint import ARCHITECTURE_KEY, CheckpointMismatch, architecture, check_architecture
+
+    nets = {}
+    for name, spec in stages.items():
+        with torch.device("meta"):
+            nets[name] = instantiate(compose_stage(spec.experiment, [*taken[name], *spec.get("overrides", [])]).model)
+        parent = spec.get("init_from")
+        if parent in nets and not spec.get("ckpt") and not stages[parent].get("ckpt"):
+            try:
+                check_architecture(nets[name], {ARCHITECTURE_KEY: architecture(nets[parent])},
+                                   where=f"stage {parent}'s checkpoint")
+            except CheckpointMismatch as err:
+                mismatch = str(err).split("; its weights")[0]
+                raise ConfigError(f"stage {name} cannot start from stage {parent}: {mismatch}. An override reached one "
+                                  f"of the two only. Fix: give each stage its own value ('pipeline.stages.<stage>."
+                                  f"overrides=[\"key=value\"]'), e.g. model.name of a SiT for the flow stage") from None
 
 
 def run_stage(name: str, spec: DictConfig, overrides: list[str], store: Path, parent_ckpt: Path | None) -> Path:
@@ -235,6 +267,7 @@ def run(cfg: DictConfig) -> list[dict]:
     for name in stages:
         log.info(f"stage {name} takes {taken[name] or 'no overrides'} from the command line")
     check_required(stages, taken)
+    check_lineage(stages, taken)
     ckpts, store = {}, stage_store(cfg)
     for name, spec in stages.items():
         parent = spec.get("init_from")

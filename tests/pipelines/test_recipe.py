@@ -50,6 +50,24 @@ def test_a_stage_takes_only_the_overrides_its_config_accepts():
     assert dmf == given
 
 
+def test_a_stage_takes_overrides_that_fit_only_together_in_any_order():
+    """model.depth=3 alone fails the DMF stage (its dmf_depth 4 >= 3): tried in typed order, it was dropped for that
+    stage while the flow stage trained at depth 3, and the DMF stage then failed to load it."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        assert accepted("digits_dmf", ["model.depth=3", "model.dmf_depth=2"]) == ["model.depth=3", "model.dmf_depth=2"]
+
+
+def test_stages_whose_networks_would_not_fit_stop_before_the_first_trains(tmp_path):
+    """model.name=DMFT-T/4 reaches only the DMF stage (the flow stage's SiT refuses a DMFT name): the flow stage
+    trained at patch 2, then the DMF stage could not load it."""
+    cfg = compose_config([f"run_dir={tmp_path}", "debug=tiny"])
+    cfg.pipeline.overrides = ["debug=tiny", "model.name=DMFT-T/4"]
+    with initialize_config_dir(str(CONF), version_base="1.3"), pytest.raises(
+            ConfigError, match=r"stage dmf cannot start from stage flow: .*patch_size=2 \(config builds 4"):
+        run(cfg)
+    assert not any(tmp_path.iterdir())
+
+
 def test_the_recipe_drops_its_own_keys_from_the_command_line(tmp_path):
     cfg = compose_config([f"run_dir={tmp_path}"])
     cfg.pipeline.overrides = ["experiment=digits", "mode=pipeline", "hydra/launcher=basic", "hydra.run.dir=x",
