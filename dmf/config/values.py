@@ -126,7 +126,8 @@ def validate_sampler(cfg: DictConfig) -> None:
 def validate_values(cfg: DictConfig) -> None:
     """Values that would otherwise fail late, with an error naming no key, or not fail at all (issue 8): types of
     keys the other checks compute with, ranges whose violation trains silently into garbage, fixed-size datasets."""
-    for key, lo, hi in (("seed", 0, 2**32 - 1), ("data.resolution", 1, None), ("trainer.max_steps", -1, None)):
+    for key, lo, hi in (("seed", 0, 2**32 - 1), ("data.resolution", 1, None), ("trainer.max_steps", -1, None),
+                         ("trainer.num_nodes", 1, None)):
         if OmegaConf.select(cfg, key) is not None:  # seeds are mixed from 32-bit words (dmf.core.seeds)
             _number(cfg, key, lo, hi, integer=True)
     if OmegaConf.select(cfg, "trainer.max_steps") == 0:

@@ -1,6 +1,7 @@
 """Checks made in the launching process, before Lightning starts ranks or builds anything expensive: each
 failure is one message naming the key and the fix."""
 import inspect
+import os
 import re
 from pathlib import Path
 
@@ -88,6 +89,11 @@ def check_devices(cfg: DictConfig) -> None:
                 f"trainer.devices={per_node} (or auto) trainer.num_nodes={nodes}, or match torchrun's --nproc_per_node "
                 f"and --nnodes to them")
         return  # torchrun started the processes: the CPU check below is about processes Lightning would start
+    if int(t.num_nodes) > 1 and "SLURM_JOB_ID" not in os.environ and "NODE_RANK" not in os.environ:
+        raise PreflightError(f"trainer.num_nodes={t.num_nodes}, but nothing started this run on other nodes (no SLURM "
+                             f"job, torchrun or NODE_RANK): it would wait for them forever. Fix: submit it with "
+                             f"hydra/launcher=slurm_h100_multinode (or start it with srun or torchrun --nnodes), or "
+                             f"trainer.num_nodes=1")
     if t.accelerator == "auto" and not gpus and asked > 1 and not cpu_tasks_allocated(asked):
         raise PreflightError(f"trainer.devices={t.devices} but this machine has no GPU (it would start {asked} CPU "
                              f"processes); set trainer.devices=1, or trainer.accelerator=cpu trainer.devices={asked} "

@@ -125,6 +125,10 @@ def check_resume(cfg: DictConfig, ckpt: str | None) -> list[str]:
             record_attempt(run_dir, new, "accepted (resume, unchecked)", ckpt)
         return []
     frozen, changed = compare(original, new)
+    if new.get("ckpt") not in (None, original.get("ckpt")):  # typed for this launch: it would not be read
+        frozen.append(f"ckpt: {original.get('ckpt')!r} -> {new.get('ckpt')!r} (ckpt= initialises a new run; a resume "
+                      f"continues from its own weights. To continue, drop ckpt=; to start from it, use another "
+                      f"run_dir)")
     if frozen:
         if rank_zero_only.rank == 0:
             record_attempt(run_dir, new, "refused", ckpt)
@@ -137,7 +141,4 @@ def check_resume(cfg: DictConfig, ckpt: str | None) -> list[str]:
         record_attempt(run_dir, new, "accepted (resume)", ckpt)
     if changed:
         say(f"[dmf] resuming {ckpt} with changed settings (applied):\n  " + "\n  ".join(changed))
-    if new.get("ckpt") not in (None, original.get("ckpt")):  # typed for this resume, not the run's own
-        say(f"[dmf] ckpt={new.get('ckpt')} is not used: a resume continues from {ckpt}, its own weights (the run "
-              f"started from ckpt={original.get('ckpt')}); ckpt= initialises new runs")
     return changed

@@ -87,6 +87,20 @@ def test_more_devices_than_the_machine_has_stop_at_once():
     assert "trainer.accelerator=cpu trainer.devices=8" in out.stderr  # the fix, for those who meant it
 
 
+def test_nodes_that_nothing_starts_stop_at_once_instead_of_waiting_forever(monkeypatch):
+    """trainer.num_nodes=2 on a plain machine waited at 'Initializing distributed: MEMBER 1/2' for a node that never
+    comes; a SLURM job, torchrun or a hand launch with NODE_RANK starts the others."""
+    from dmf.train.preflight import PreflightError, check_devices
+
+    for name in ("SLURM_JOB_ID", "NODE_RANK", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = compose_config(["experiment=digits_dmf", "trainer.num_nodes=2"])
+    with pytest.raises(PreflightError, match="trainer.num_nodes=2, but nothing started this run on other nodes"):
+        check_devices(cfg)
+    monkeypatch.setenv("NODE_RANK", "0")
+    check_devices(cfg)
+
+
 def test_a_bad_data_root_stops_before_training(tmp_path):
     ckpt = tmp_path / "sit.pt"
     ckpt.write_bytes(b"")  # only its existence is checked before the data

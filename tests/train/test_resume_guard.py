@@ -41,17 +41,18 @@ def test_resume_refuses_immutable_changes_and_keeps_the_record(tmp_path):
 def test_resume_applies_and_lists_mutable_changes(tmp_path, capsys):
     run(tmp_path, "trainer.max_steps=2")
     other = tmp_path / "other.ckpt"
-    other.write_bytes(b"weights of another network: not read, as a resume continues from its own")
-    module = run(tmp_path, "trainer.max_steps=3", "callbacks.checkpoint.every_n_train_steps=7", f"ckpt={other}")
+    other.write_bytes(b"weights of another network, which a resume would not read")
+    # ckpt= of other weights on a resume was only said to be unused, and the run went on from its own
+    with pytest.raises(ResumeConflict, match=r"ckpt: None -> '.*other.ckpt' .*To continue, drop ckpt=; to start from "
+                                             r"it, use another run_dir"):
+        run(tmp_path, "trainer.max_steps=3", f"ckpt={other}")
+    module = run(tmp_path, "trainer.max_steps=3", "callbacks.checkpoint.every_n_train_steps=7")
     assert module.trainer.global_step == 3
     out = capsys.readouterr().out
     assert "trainer.max_steps: 2 -> 3" in out and "callbacks.checkpoint.every_n_train_steps" in out
-    assert f"ckpt={other} is not used: a resume continues from" in out  # said, not silently ignored
-    assert attempts(tmp_path) == ["accepted (start)", "accepted (resume)"]
+    assert attempts(tmp_path) == ["accepted (start)", "refused", "accepted (resume)"]
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["dmf_config"]["trainer"]["max_steps"] == 3 and saved["dmf_architecture"]["dmf_depth"] == 1
-    run(tmp_path, "trainer.max_steps=4")  # the checkpoint records ckpt=other; not typed again: nothing to say
-    assert "is not used" not in capsys.readouterr().out
 
 
 def test_a_moved_dataset_may_resume():
