@@ -29,6 +29,7 @@ from dmf.eval.generation.precision import NETWORK_PRECISIONS
 from dmf.eval.report import write_report
 from dmf.eval.scoring.scorer import build_scorer
 from dmf.eval.validate import check_table_folder, validate_eval
+from dmf.models.attention import check_available
 from dmf.models.hub import resolve_path
 
 
@@ -84,6 +85,7 @@ def _write_json(path: Path, obj: dict):
 
 def _generate_all(cfg: DictConfig, score: bool, info: edist.DistInfo):
     ec = cfg.eval
+    check_available(cfg.model.get("attention", "auto"), info.device)
     root = Path(edist.broadcast_object(str(out_dir(cfg))))  # torchrun ranks may resolve different run dirs
     exports = _check_request(cfg, score)
     identity = edist.broadcast_object(content_identity(cfg, score) if info.is_main else None)

@@ -25,7 +25,7 @@ from dmf.train.requeue import FinalLast
 from dmf.train.resume_guard import check_resume, trained_in
 from dmf.train.slurm import requeued, slurm_trainer_kwargs
 from dmf.train.snapshots import latest_resumable, set_aside_later
-from dmf.train.strategy import check_jvp_attention, check_strategy
+from dmf.train.strategy import check_attention_device, check_jvp_attention, check_strategy
 
 
 def trainer_kwargs(cfg: DictConfig, accumulate: int) -> dict:
@@ -132,6 +132,7 @@ def train(cfg: DictConfig) -> TrainModule:
     check_strategy(cfg)  # a strategy or kernel that cannot train this objective stops before anything else
     check_jvp_attention(cfg)
     batch = preflight(cfg)  # before any rank starts or anything is built
+    check_attention_device(cfg)
     resume = resume_path(cfg)
     check_resume(cfg, resume)  # a resume must not rewrite the run's history
     run_dir = Path(cfg.run_dir)

@@ -1,10 +1,11 @@
 """Combinations that cannot train the objective (a strategy, an attention kernel) are refused before anything is
 built."""
+import torch
 from omegaconf import DictConfig
 
 from dmf.config.kinds import objective_kind
 from dmf.core.errors import ConfigError
-from dmf.models.attention import get_backend
+from dmf.models.attention import check_available, get_backend
 
 
 def takes_jvp(cfg: DictConfig) -> bool:
@@ -33,3 +34,10 @@ def check_jvp_attention(cfg: DictConfig) -> None:
         raise ConfigError(f"attention.backend={name} has no forward-mode AD, which the {cfg.objective._target_} step "
                           f"needs (its JVP pass); train with attention.backend=auto (the fastest kernel for each "
                           f"call: {name} where no tangent is carried) and keep attention={name} for evaluation")
+
+
+def check_attention_device(cfg: DictConfig) -> None:
+    """The attention kernel named runs on the device Lightning will train on (after preflight's device checks)."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    check_available(cfg.model.get("attention", "auto"), torch.device("cuda" if cuda else "cpu"))

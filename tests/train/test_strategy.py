@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from dmf.config import ConfigError
 from dmf.train.entry import train
@@ -29,3 +30,20 @@ def test_a_kernel_without_forward_mode_ad_is_refused_for_the_jvp_objective_befor
     for ok in (["experiment=digits_dmf", "attention=math"], ["experiment=digits_dmf", "attention=fused_jvp"],
                ["experiment=digits_dmf", "objective.jvp=split"], ["experiment=digits_flow", "attention=sdpa"]):
         check_jvp_attention(compose_config(ok))
+
+
+def test_a_kernel_this_machine_cannot_run_is_refused_before_anything_is_built(tmp_path):
+    """attention=fused_jvp (Triton, CUDA) on a CPU failed with a traceback inside the first step; flash in mode=eval
+    after the network, the reference statistics and the first batches."""
+    if torch.cuda.is_available():
+        pytest.skip("the CUDA kernels can run here")
+    cfg = compose_config(["experiment=digits_dmf", "attention=fused_jvp", "trainer.accelerator=cpu", f"run_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"attention.backend=fused_jvp cannot run on cpu here.*Fix: attention.backend=auto"):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+    from dmf.models.attention import check_available
+
+    with pytest.raises(ConfigError, match=r"attention.backend=flash cannot run on cpu"):
+        check_available("flash", torch.device("cpu"))
+    for name in ("auto", "math", "sdpa"):
+        check_available(name, torch.device("cpu"))

@@ -11,6 +11,8 @@ from typing import Callable
 
 import torch
 
+from dmf.core.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class AttentionBackend:
@@ -44,6 +46,15 @@ def _ranked() -> list[AttentionBackend]:
 
 def available_backends(device: torch.device) -> list[str]:
     return [b.name for b in _ranked() if b.is_available(device)]
+
+
+def check_available(name: str, device: torch.device) -> None:
+    """A backend named (not auto) runs on this device, checked before anything is built: else the first forward
+    fails deep inside (flash-attn missing, Triton without CUDA)."""
+    if name != "auto" and not get_backend(name).is_available(device):
+        raise ConfigError(f"attention.backend={name} cannot run on {device.type} here (it needs a CUDA GPU and its "
+                          f"package: pip install -e '.[gpu]'); available: {available_backends(device)}. Fix: "
+                          f"attention.backend=auto (the fastest available for each call)")
 
 
 def carries_tangent(t: torch.Tensor) -> bool:
