@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import run_python, tiny_dmft, tiny_sit
+from tests.helpers import compose_config, run_python, tiny_dmft, tiny_sit
 
 
 run_py = partial(run_python, "run.py")
@@ -103,6 +103,20 @@ def test_a_new_start_does_not_replace_the_run_in_its_run_dir(tmp_path):
     out = run_py("mode=train", "debug=tiny", "resume=null", f"hydra.run.dir={tmp_path / 'run'}")
     assert_one_error(out, f"{last.parent} holds the run of this run dir (last.ckpt)", "resume=auto", "run_dir=<folder>")
     assert last.read_bytes() == b"the earlier run's weights" and not (tmp_path / "run" / "logs").exists()
+
+
+def test_a_bad_preprocess_option_is_named_before_the_vae_is_fetched(tmp_path):
+    """The VAE (a hub download online, an error offline) was built before the options were read."""
+    from dmf.core.errors import ConfigError
+    from dmf.data.preprocess import main
+
+    (tmp_path / "images" / "a").mkdir(parents=True)
+    for typed, message in (("preprocess.layout=bogus", "preprocess.layout='bogus': expected one of"),
+                           ("preprocess.shard_size=abc", "preprocess.shard_size='abc' must be an integer >= 1")):
+        cfg = compose_config(["mode=preprocess", "data=imagenet256_latents", f"data.root={tmp_path / 'out'}",
+                              f"preprocess.input={tmp_path / 'images'}", "data.vae.path=/nowhere/vae", typed])
+        with pytest.raises(ConfigError, match=message):
+            main(cfg)
 
 
 def test_preprocess_mistakes_are_one_line_before_the_vae_loads(tmp_path):

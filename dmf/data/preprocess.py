@@ -209,6 +209,16 @@ def _encoder_identity(listing: ImageListing, resolution, vae, latent_shape) -> d
             "vae": vae_identity(vae)}
 
 
+def check_options(layout: str, on_error: str, **sizes) -> None:
+    """The options' values, before the VAE is fetched or anything is read."""
+    if layout not in LAYOUTS:
+        raise ConfigError(f"preprocess.layout={layout!r}: expected one of {LAYOUTS}")
+    check_policy(on_error)
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"preprocess.{name}={value!r} must be an integer >= 1")
+
+
 def preprocess(input, out, resolution: int | None = None, vae=None, *, layout: str = "npy",
                folder_size: int = 1000, shard_size: int = 1000, batch_size: int = 32, num_workers: int = 4,
                device: str = "auto", on_error: str = "raise", seed: int = 0, limit: int | None = None,
@@ -219,12 +229,7 @@ def preprocess(input, out, resolution: int | None = None, vae=None, *, layout: s
     `vae` (an object with encode_moments, downsample, latent_channels) is only needed for images.
     `images`: the crops travel with the latents (images/ beside vae-sd/, an image.png in each shard sample).
     Everything that can fail cheaply is checked before the first image is encoded."""
-    if layout not in LAYOUTS:
-        raise ConfigError(f"preprocess.layout={layout!r}: expected one of {LAYOUTS}")
-    check_policy(on_error)
-    for name, value in (("folder_size", folder_size), ("shard_size", shard_size), ("batch_size", batch_size)):
-        if int(value) < 1:
-            raise ConfigError(f"preprocess.{name}={value} must be >= 1")
+    check_options(layout, on_error, folder_size=folder_size, shard_size=shard_size, batch_size=batch_size)
     if out is None:
         raise ConfigError("set preprocess.out=<output folder> (data configs default it to data.root)")
     part, num_parts = _resolve_part(part, num_parts)
@@ -298,8 +303,9 @@ def main(cfg) -> dict:
         raise ConfigError("set preprocess.input=<image folder, zip, or latent folder> (see docs/data.md)")
     if not Path(p.input).expanduser().exists():  # before the VAE loads (seconds to minutes)
         raise ConfigError(f"preprocess.input={p.input} does not exist: pass an image folder, zip, or latent folder")
+    check_options(p.layout, p.on_error, folder_size=p.folder_size, shard_size=p.shard_size, batch_size=p.batch_size)
     needs_vae = not _is_latent_folder(p.input)
-    vae = instantiate(data.vae) if needs_vae else None
+    vae = instantiate(data.vae) if needs_vae else None  # may fetch weights: after every cheap check
     shape = latent.expected_shape(data.get("latent_channels"), data.get("latent_size"))
     return preprocess(
         p.input, p.out, int(data.resolution), vae, layout=p.layout, folder_size=p.folder_size,
