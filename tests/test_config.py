@@ -52,6 +52,10 @@ def test_paper_settings_reach_the_built_objects(tmp_path):
     ("guidance.g_max=5", r"guidance.g_min=0.0, guidance.g_max=5: need 0 <= g_min <= g_max <= 1"),
     ("time.P_std_r=-2", r"time.P_std_r=-2 must be >= 0"),
     ("trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
+    # a key added to a group that builds an object not taking it: Hydra's multi-line block when built
+    ("+model.foo=1", r"model.foo is not an option of this model \(dmf.models.build_model takes name, "),
+    ("+objective.repa_weight=0.5", r"objective.repa_weight is not an option of this objective .*DMFLoss"),
+    ("+sampler.gamma=0.5", r"sampler 'euler' takes no options \['gamma'\]"),
 ])
 def test_bad_configs_fail_with_one_clear_message(override, message, tmp_path):
     cfg = compose_config(["experiment=dmf_xl_256", f"run_dir={tmp_path}", override])

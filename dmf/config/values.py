@@ -100,13 +100,34 @@ def validate_repa(cfg: DictConfig) -> None:
             f"objective.repa_weight=0.5), or objective.repa_weight=0")
 
 
+def check_target_keys(cfg: DictConfig) -> None:
+    """A key added to a group that builds an object (`+sampler.gamma=0.5` on euler, `+model.foo=1`) that the object
+    does not take: Hydra's instantiation would fail late, as a multi-line block (or, in a pipeline, after a stage)."""
+    import inspect
+
+    from hydra._internal.utils import _locate
+
+    for group in ("model", "sampler", "time", "objective", "guidance"):
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        params = inspect.signature(_locate(node._target_)).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        unknown = [str(k) for k in node if not str(k).startswith("_") and k not in params]
+        if unknown:
+            takes = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+            raise ConfigError(f"{group}.{unknown[0]} is not an option of this {group} ({node._target_} takes "
+                              f"{', '.join(takes)}): remove it, or choose the {group} it belongs to")
+
+
 def own_checks(node: DictConfig) -> None:
     """Build a cheap config object (a sampler, the time proposal), which checks its own ranges: here, before any
     work, as one error line."""
     try:
         instantiate(node)
     except InstantiationException as err:
-        if not isinstance(err.__cause__, ValueError):
+        if not isinstance(err.__cause__, (ValueError, TypeError)):  # a range, or an option it does not take
             raise
         raise ConfigError(str(err.__cause__)) from None
 
@@ -199,6 +220,7 @@ def validate(cfg: DictConfig) -> None:
     """Checks that concern the pieces every mode builds; each piece also re-checks its own arguments."""
     check_data_keys(cfg)
     check_text_booleans(cfg)
+    check_target_keys(cfg)
     try:
         validate_values(cfg)
         validate_model(cfg)

@@ -241,6 +241,9 @@ ROW_OPTIONS = ("stage", "steps", "sampler")
 
 def check_options(pipeline: DictConfig) -> None:
     """Before the first stage trains: the stages' and rows' options, a stage's max_steps and checkpoint file."""
+    if not pipeline.get("stages"):
+        raise ConfigError("mode=pipeline runs a recipe experiment with pipeline.stages (experiment=digits, the "
+                          "default); a one-stage experiment trains with mode=train")
     places = [(f"pipeline.stages.{n}", s, STAGE_OPTIONS) for n, s in pipeline.stages.items()]
     places += [(f"pipeline.evaluate[{i}]", r, ROW_OPTIONS) for i, r in enumerate(pipeline.evaluate)]
     for where, node, known in places:

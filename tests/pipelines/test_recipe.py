@@ -68,6 +68,11 @@ def test_stages_whose_networks_would_not_fit_stop_before_the_first_trains(tmp_pa
     assert not any(tmp_path.iterdir())
 
 
+def test_a_pipeline_of_a_one_stage_experiment_is_one_line_not_a_traceback():
+    with pytest.raises(ConfigError, match="mode=pipeline runs a recipe experiment .* trains with mode=train"):
+        check_options(compose_config(["experiment=digits_dmf", "mode=pipeline"]).pipeline)
+
+
 def test_the_recipe_drops_its_own_keys_from_the_command_line(tmp_path):
     cfg = compose_config([f"run_dir={tmp_path}"])
     cfg.pipeline.overrides = ["experiment=digits", "mode=pipeline", "hydra/launcher=basic", "hydra.run.dir=x",
