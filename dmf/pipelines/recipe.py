@@ -241,9 +241,6 @@ ROW_OPTIONS = ("stage", "steps", "sampler")
 
 def check_options(pipeline: DictConfig) -> None:
     """Before the first stage trains: the stages' and rows' options, a stage's max_steps and checkpoint file."""
-    if not pipeline.get("stages"):
-        raise ConfigError("mode=pipeline runs a recipe experiment with pipeline.stages (experiment=digits, the "
-                          "default); a one-stage experiment trains with mode=train")
     places = [(f"pipeline.stages.{n}", s, STAGE_OPTIONS) for n, s in pipeline.stages.items()]
     places += [(f"pipeline.evaluate[{i}]", r, ROW_OPTIONS) for i, r in enumerate(pipeline.evaluate)]
     for where, node, known in places:
@@ -259,6 +256,9 @@ def check_options(pipeline: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> list[dict]:
     run_dir = Path(cfg.run_dir)
+    if not (cfg.get("pipeline") or {}).get("stages"):
+        raise ConfigError("mode=pipeline runs a recipe experiment with pipeline.stages (experiment=digits, the "
+                          "default); a one-stage experiment trains with mode=train")
     check_options(cfg.pipeline)
     inherited = parent_overrides(cfg)
     stages = cfg.pipeline.stages

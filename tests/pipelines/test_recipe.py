@@ -69,8 +69,9 @@ def test_stages_whose_networks_would_not_fit_stop_before_the_first_trains(tmp_pa
 
 
 def test_a_pipeline_of_a_one_stage_experiment_is_one_line_not_a_traceback():
-    with pytest.raises(ConfigError, match="mode=pipeline runs a recipe experiment .* trains with mode=train"):
-        check_options(compose_config(["experiment=digits_dmf", "mode=pipeline"]).pipeline)
+    for debug in ([], ["debug=tiny"]):  # (the preset adds a partial pipeline node)
+        with pytest.raises(ConfigError, match="mode=pipeline runs a recipe experiment .* trains with mode=train"):
+            run(compose_config(["experiment=digits_dmf", "mode=pipeline", "run_dir=unused", *debug]))
 
 
 def test_the_recipe_drops_its_own_keys_from_the_command_line(tmp_path):
