@@ -56,6 +56,7 @@ def test_paper_settings_reach_the_built_objects(tmp_path):
     ("+model.foo=1", r"model.foo is not an option of this model \(dmf.models.build_model takes name, "),
     ("+objective.repa_weight=0.5", r"objective.repa_weight is not an option of this objective .*DMFLoss"),
     ("+sampler.gamma=0.5", r"sampler 'euler' takes no options \['gamma'\]"),
+    ("objective.cfg_prob=0", r"objective.cfg_prob=0 never trains the null class, which model guidance's target reads"),
 ])
 def test_bad_configs_fail_with_one_clear_message(override, message, tmp_path):
     cfg = compose_config(["experiment=dmf_xl_256", f"run_dir={tmp_path}", override])

@@ -61,6 +61,9 @@ def validate_training(cfg: DictConfig) -> None:
     if cfg.objective.cfg_prob == 1.0:
         raise ConfigError("objective.cfg_prob=1.0 drops every label, so the model never learns the classes; it must "
                           "lie in [0, 1) (the paper uses 0.1)")
+    if cfg.objective.cfg_prob == 0 and guidance_kind(cfg) == "mg":
+        raise ConfigError("objective.cfg_prob=0 never trains the null class, which model guidance's target reads "
+                          "(v + omega (v(y) - v(null))): use cfg_prob > 0 (the paper uses 0.1) or guidance=none")
     for key, allowed in (("objective.logvar_pairs", PAIRS), ("objective.jvp", JVP_MODES)):
         value = OmegaConf.select(cfg, key)
         if value is not None and value not in allowed:

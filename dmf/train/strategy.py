@@ -16,6 +16,14 @@ def takes_jvp(cfg: DictConfig) -> bool:
 def check_strategy(cfg: DictConfig) -> None:
     strategy = cfg.trainer.get("strategy")
     name = strategy if isinstance(strategy, str) else str(strategy.get("_target_", "")) if strategy else ""
+    if isinstance(strategy, str) and strategy != "auto":
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        import dmf.train.fsdp  # noqa: F401 -- registers dmf_fsdp
+        if strategy not in StrategyRegistry:
+            raise ConfigError(f"trainer.strategy={strategy} is not a strategy Lightning knows: auto, ddp, "
+                              f"{dmf.train.fsdp.STRATEGY_NAME} (trainer=fsdp), or one of "
+                              f"{', '.join(StrategyRegistry.available_strategies())}")
     lightning_fsdp = name.lower() in ("fsdp", "fsdp_cpu_offload") or name.endswith("strategies.FSDPStrategy")
     if lightning_fsdp and takes_jvp(cfg):
         raise ConfigError(

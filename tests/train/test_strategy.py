@@ -47,3 +47,10 @@ def test_a_kernel_this_machine_cannot_run_is_refused_before_anything_is_built(tm
         check_available("flash", torch.device("cpu"))
     for name in ("auto", "math", "sdpa"):
         check_available(name, torch.device("cpu"))
+
+
+def test_a_strategy_lightning_does_not_know_is_one_line():
+    with pytest.raises(ConfigError, match="trainer.strategy=bogus is not a strategy Lightning knows: auto, ddp, dmf_fsdp"):
+        check_strategy(compose_config(["experiment=digits_dmf", "trainer.strategy=bogus"]))
+    for ok in ("auto", "ddp", "dmf_fsdp", "ddp_spawn"):
+        check_strategy(compose_config(["experiment=digits_flow", f"trainer.strategy={ok}"]))
