@@ -9,6 +9,7 @@ config that produced the checkpoint before anything is built.
 - Every attempt is kept (dmf.core.run_history), a refused resume's marked `refused`; run.py puts back the last
   accepted attempt's .hydra after any refused launch.
 """
+import os
 from pathlib import Path
 
 import lightning as L
@@ -57,12 +58,25 @@ def _under(key: str, prefixes) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
+def same_value(a, b) -> bool:
+    """Equal, or two spellings of one file (relative and absolute, `..`): a rerun typed `run_dir=outputs/x` where the
+    first run recorded Hydra's absolute path gives its stages the same checkpoints under other names."""
+    if a == b:
+        return True
+    if not (isinstance(a, str) and isinstance(b, str)) or "://" in a + b:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is gone: not shown to be the same
+        return False
+
+
 def compare(original: dict, new: dict) -> tuple[list[str], list[str]]:
     """(immutable differences, mutable differences) as 'key: old -> new' lines."""
     a, b = flatten(original), flatten(new)
     frozen, changed = [], []
     for key in sorted(set(a) | set(b)):
-        if _under(key, IGNORED) or a.get(key, "<unset>") == b.get(key, "<unset>"):
+        if _under(key, IGNORED) or same_value(a.get(key, "<unset>"), b.get(key, "<unset>")):
             continue
         line = f"{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}"
         (frozen if _under(key, IMMUTABLE) and not _under(key, MUTABLE_INSIDE) else changed).append(line)
@@ -80,7 +94,8 @@ def finished_differences(ckpt: Path, cfg: DictConfig) -> list[str]:
     new = plain_config(cfg)
     frozen, changed = compare(original, new)
     steps = [line for line in changed if line.startswith("trainer.max_steps:")]
-    init = [f"ckpt: {original.get('ckpt')!r} -> {new.get('ckpt')!r}"] if original.get("ckpt") != new.get("ckpt") else []
+    init = [] if same_value(original.get("ckpt"), new.get("ckpt")) else [
+        f"ckpt: {original.get('ckpt')!r} -> {new.get('ckpt')!r}"]
     return frozen + steps + init
 
 
@@ -125,7 +140,7 @@ def check_resume(cfg: DictConfig, ckpt: str | None) -> list[str]:
             record_attempt(run_dir, new, "accepted (resume, unchecked)", ckpt)
         return []
     frozen, changed = compare(original, new)
-    if new.get("ckpt") not in (None, original.get("ckpt")):  # typed for this launch: it would not be read
+    if new.get("ckpt") is not None and not same_value(new.get("ckpt"), original.get("ckpt")):  # it would not be read
         frozen.append(f"ckpt: {original.get('ckpt')!r} -> {new.get('ckpt')!r} (ckpt= initialises a new run; a resume "
                       f"continues from its own weights. To continue, drop ckpt=; to start from it, use another "
                       f"run_dir)")

@@ -131,3 +131,21 @@ def test_a_resume_that_trains_nothing_leaves_the_checkpoint_as_it_is(tmp_path, c
         assert "nothing to train: " in capsys.readouterr().out
         assert last.read_bytes() == before
     assert attempts(tmp_path) == ["accepted (start)", "nothing trained", "nothing trained"]  # not the run's record
+
+
+def test_one_checkpoint_under_two_spellings_is_the_same_input(tmp_path, monkeypatch):
+    """`python run.py` records Hydra's absolute paths; rerun as `python run.py run_dir=outputs/<date>` its stages
+    name the same files relatively, and the DMF stage stopped: 'trained with other values ... ckpt: '/abs/...' ->
+    'outputs/...''. A path to another file still differs."""
+    from dmf.train.resume_guard import finished_differences
+
+    (tmp_path / "flow.ckpt").write_bytes(b"flow")
+    (tmp_path / "other.ckpt").write_bytes(b"other")
+    first = compose_config(["experiment=digits_dmf", f"ckpt={tmp_path / 'flow.ckpt'}", f"run_dir={tmp_path}"])
+    torch.save({"dmf_config": plain_config(first)}, tmp_path / "last.ckpt")
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("flow.ckpt", f"{tmp_path}/../{tmp_path.name}/flow.ckpt"):
+        again = compose_config(["experiment=digits_dmf", f"ckpt={spelling}", f"run_dir={tmp_path}"])
+        assert finished_differences(tmp_path / "last.ckpt", again) == []
+    other = compose_config(["experiment=digits_dmf", "ckpt=other.ckpt", f"run_dir={tmp_path}"])
+    assert finished_differences(tmp_path / "last.ckpt", other) == [f"ckpt: '{tmp_path / 'flow.ckpt'}' -> 'other.ckpt'"]
