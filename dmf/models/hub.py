@@ -79,4 +79,5 @@ def _resolve(uri: str, download: bool) -> Path:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename, revision=revision, repo_type=repo_type,
                                     cache_dir=cache))
     except Exception as err:  # no network, missing file, no access: one message that says what to do
-        raise FileNotFoundError(f"could not fetch {uri} ({type(err).__name__}: {err}). Fix: {fix}.") from err
+        raise FileNotFoundError(f"could not fetch {uri} ({type(err).__name__}: {err}). Fix: {fix}. Without network, "
+                                f"DMF_OFFLINE=1 makes a missing file fail at once instead of after the retries") from err

@@ -49,6 +49,17 @@ def test_webdataset_shards(tmp_path):
     assert [y for _, y in items] == [0, 1, 2] and items[0][0].shape == (3, 8, 8)
 
 
+def test_missing_shards_or_folder_are_named_before_any_network_is_built(tmp_path):
+    """mode=ref_stats on shards that are not there ended in a traceback from inside the first read."""
+    from dmf.core.errors import MissingFileError
+
+    (tmp_path / "shard-000000.tar").write_bytes(b"")
+    with pytest.raises(MissingFileError, match=r"eval.ref_source.urls: 2 of 3 shards do not exist, e.g. .*shard-000001"):
+        WebDatasetImages(str(tmp_path / "shard-{000000..000002}.tar"))
+    with pytest.raises(MissingFileError, match="eval.ref_source.path=.* is not a directory of images"):
+        ImageFolder(tmp_path / "nowhere")
+
+
 def test_reference_from_digits_and_subset_for_pr():
     scorer = pixel_scorer(pr_max=None)
     scorer.metrics["pr"].max_samples = 100

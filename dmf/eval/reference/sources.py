@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
+from dmf.core.errors import MissingFileError
 from dmf.data.images import center_crop_adm, list_images
 
 
@@ -17,7 +18,7 @@ class ImageFolder(Dataset):
     def __init__(self, path: str, resolution: int | None = None):
         self.root = Path(path)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"eval.ref_source.path={path} is not a directory of images")
+            raise MissingFileError(f"eval.ref_source.path={path} is not a directory of images")
         listing = list_images(self.root)  # the preprocessing's order and labels (dataset.json or class folders)
         self.files = [self.root / rel for rel in listing.relpaths]
         self.labels = listing.labels.tolist()
@@ -41,6 +42,14 @@ class WebDatasetImages(IterableDataset):
     def __init__(self, urls, resolution: int | None = None, image_key: str = "jpg;jpeg;png;webp",
                  label_key: str = "cls"):
         self.urls, self.resolution, self.image_key, self.label_key = urls, resolution, image_key, label_key
+        from webdataset.shardlists import expand_urls
+
+        listed = [u for pattern in ([urls] if isinstance(urls, str) else list(urls)) for u in expand_urls(pattern)]
+        missing = [u for u in listed if "://" not in u and not u.startswith("pipe:") and not Path(u).is_file()]
+        if missing:  # before the feature network is built and loaded
+            raise MissingFileError(f"eval.ref_source.urls: {len(missing)} of {len(listed)} shards do not exist, e.g. "
+                                   f"{missing[0]}; pass the shards' brace pattern, e.g. "
+                                   f"'eval.ref_source.urls=\"/data/wds/train-{{000000..000146}}.tar\"'")
 
     def __iter__(self):
         import webdataset as wds
