@@ -85,6 +85,13 @@ def with_run_dir(args: list[str]) -> list[str]:
     return args
 
 
+def new_folder(args: list[str]) -> bool:
+    """This launch's folder does not exist yet: Hydra's dated default, or a typed hydra.run.dir / hydra.sweep.dir
+    that is not there."""
+    typed = [unquoted(kv[1]) for kv in map(_split, args) if kv and kv[0] in ("hydra.run.dir", "hydra.sweep.dir")]
+    return not any(Path(folder).expanduser().exists() for folder in typed)
+
+
 def with_one_record(args: list[str]) -> list[str]:
     """Only rank 0 of a torchrun or `srun -n N` launch writes the run's record (.hydra/): the ranks share its folder,
     and another rank rewriting the record could race rank 0 copying it into config_history/. Lightning's own rank

@@ -222,12 +222,17 @@ def test_cli_rejects_unknown_keys_and_bad_values_before_work():
 
 
 def test_run_dir_moves_the_whole_run(tmp_path):
-    """`run_dir=X` puts Hydra's .hydra/ and run.log in X too (they stayed in outputs/ before)."""
+    """`run_dir=X` puts Hydra's .hydra/ and run.log in X too (they stayed in outputs/ before). A launch refused in a
+    folder it made leaves no folder (a newcomer's typos filled outputs/ with .hydra/ + empty run.log folders)."""
     run_dir = tmp_path / "mine"
+    run_dir.mkdir()
     out = run_cli("experiment=dmf_xl_256", "mode=train", f"run_dir={run_dir}")  # stops at once: ckpt is required
     assert out.returncode == 2 and "ckpt" in out.stderr
     assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "run.log").exists()
     assert f"run_dir: {run_dir}" in (run_dir / ".hydra" / "config.yaml").read_text()
+    fresh = tmp_path / "fresh" / "run"
+    out = run_cli("experiment=dmf_xl_256", "mode=train", f"run_dir={fresh}")
+    assert out.returncode == 2 and "ckpt" in out.stderr and not (tmp_path / "fresh").exists()
 
 
 def test_run_dir_is_refused_where_it_cannot_mean_one_folder(tmp_path):

@@ -55,5 +55,17 @@ def restore_launch_record(run_dir: Path) -> None:
         shutil.copytree(accepted[-1] / ".hydra", run_dir / ".hydra")
 
 
+def remove_refused_launch(folder: Path) -> None:
+    """A launch refused before any work, in a folder it created, leaves nothing: Hydra's .hydra/ and an empty run.log
+    there are no run's record (a newcomer's typos filled outputs/ with such folders). A run.log with lines (a
+    pipeline that trained a stage elsewhere, then stopped) is kept."""
+    log = folder / "run.log"
+    if folder.is_dir() and {p.name for p in folder.iterdir()} <= {".hydra", "run.log"} and \
+            (not log.exists() or log.stat().st_size == 0):
+        shutil.rmtree(folder)
+        if not any(folder.parent.iterdir()):  # outputs/<experiment>/ made for it alone
+            folder.parent.rmdir()
+
+
 def _files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
