@@ -17,6 +17,16 @@ from dmf.core.launch_time import WAIT
 from dmf.core.ranks import launch_ranks
 
 
+def _default_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+# what open() gives a new file; some writers create theirs private (safetensors: 0600), unlike the files beside them
+FILE_MODE = _default_mode()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a hidden temporary path beside `path` (same suffix, so writers that append one, like np.savez,
@@ -29,6 +39,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -106,3 +106,15 @@ def test_a_follower_stops_when_its_rank_zero_never_comes_but_waits_while_another
     other_job.close()
     thread.join(10)
     assert len(outcome) == 1 and "rank 0 of this launch has not taken the lock" in outcome[0], outcome
+
+
+def test_an_atomic_file_gets_the_mode_of_any_new_file(tmp_path):
+    """safetensors creates its file 0600: the exported last-ema.safetensors was private beside a 0644 last-ema.pt."""
+    import os
+
+    (tmp_path / "plain").write_bytes(b"x")
+    with atomic_path(tmp_path / "written") as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, b"x")
+        os.close(fd)
+    assert (tmp_path / "written").stat().st_mode == (tmp_path / "plain").stat().st_mode
