@@ -1,8 +1,11 @@
 """Checks of what the command line typed (Hydra's overrides and group choices): a key this launch would not read, or
 would read otherwise than meant, is said, not dropped."""
+import re
+
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.config.kinds import guidance_kind, objective_kind
+from dmf.config.trained import SAME_AS, UNSET, checkpoint_record, recorded, trained_differences, under
 from dmf.config.values import WORDS_TOO
 from dmf.core.errors import ConfigError
 from dmf.models.registry import parse_name
@@ -10,6 +13,25 @@ from dmf.models.registry import parse_name
 
 # the model group that builds each family (conf/model/<group>.yaml)
 MODEL_GROUPS = {"DMFT": "dmft", "MF": "mf", "SiT": "sit"}
+
+# What each mode reads (from its code: dmf/eval/entry.py, dmf/train/export.py); the interpolations inside these keys
+# add the keys they name (model.input_size: ${data.latent_size}, sampler.path: ${time.path}, eval.ref_out: ...).
+GENERATION_READS = ("ckpt", "seed", "run_dir", "model", "data.latent_channels", "data.latent_size", "data.num_classes",
+                    "data.vae", "sampler", "eval")
+READS = {"evaluate": GENERATION_READS, "sample": GENERATION_READS,
+         "export": ("ckpt", "model"),  # and the checkpoint's recorded config, written beside the weights
+         "ref_stats": ("seed", "run_dir", "data.vae", "eval.ref_out", "eval.overwrite", "eval.ref_source",
+                       "eval.ref_space", "eval.metrics", "eval.metric_defs", "eval.extractors", "eval.batch_size",
+                       "eval.num_workers", "eval.quantize", "eval.device")}
+WITH_CHECKPOINT = ("evaluate", "sample", "export")
+MODE_NAMES = {"evaluate": "eval"}
+# choices of other keys' values (a group of @package _global_ files, the mode, Hydra's own): never refused here
+CHOOSERS = ("experiment", "debug", "mode", "hydra", "paper")
+# what only training reads: in a mode that uses trained weights, typing one would not change them
+TRAINING = ("guidance", "optim", "ema", "objective", "time", "trainer", "callbacks", "logger", "resume", "required")
+# what mode=train reads only through its callbacks (callbacks=with_eval interpolates ${sampler}, ${eval.metrics}, ...)
+EVALUATION = ("eval", "sampler")
+REFERENCE = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")  # ${a.b}, also inside a resolver's arguments
 
 
 def validate_choices(cfg: DictConfig, choices, typed: list[str]) -> None:
@@ -78,10 +100,68 @@ def validate_typed(cfg: DictConfig, typed: list[str]) -> None:
         raise ConfigError(f"{given['sampler.steps']} is not used by mode=train: training samples only in its "
                           f"callbacks (callbacks=with_eval), at callbacks.sample_grid.steps and callbacks.fid.steps")
     pair = [o for k, o in given.items() if k in ("time.P_mean_t", "time.P_std_t", "time.P_mean_r", "time.P_std_r")]
-    if pair and objective_kind(cfg) == "fm":
+    if pair and objective_kind(cfg) == "fm" and mode not in READS:
         raise ConfigError(f"{pair[0]} is not used: objective=fm (a flow model) draws one time from time.P_mean and "
                           f"time.P_std; the (t, r) proposal keys shape objective=dmf")
     options = [o for k, o in given.items() if k.startswith("guidance.")]
-    if options and guidance_kind(cfg) == "none":
+    if options and guidance_kind(cfg) == "none" and mode not in READS:
         raise ConfigError(f"{options[0]} is not used: guidance=none has no options; choose the guidance it belongs "
                           f"to, e.g. guidance=mg {options[0]}")
+    check_mode_reads(cfg, given, mode)
+
+
+def read_keys(cfg: DictConfig, roots) -> set[str]:
+    """`roots` and every key their values interpolate, followed through (unresolved: interpolations are kept)."""
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    read, todo = set(), list(roots)
+    while todo:
+        key = todo.pop()
+        if key not in read:
+            read.add(key)
+            todo += REFERENCE.findall(str(recorded(tree, key)))
+    return read
+
+
+def is_read(key: str, read: set[str]) -> bool:
+    """Whether a typed key (or group) is read: it lies at or under a read key, or holds one (`eval=digits`)."""
+    return under(key, read) or any(r.startswith(key + ".") for r in read)
+
+
+def check_mode_reads(cfg: DictConfig, given: dict[str, str], mode: str) -> None:
+    """Keys typed on the command line that this mode does not read, and (with a checkpoint) keys it reads that the
+    checkpoint's weights were trained with otherwise."""
+    setting = {k.replace("/", "."): o for k, o in given.items() if not o.startswith("~")}
+    name = MODE_NAMES.get(mode, mode)
+    if mode == "train":
+        read = read_keys(cfg, [k for k in cfg if k not in EVALUATION])
+        for key, o in setting.items():
+            if under(key, EVALUATION) and not is_read(key, read):
+                raise ConfigError(f"{o} is not used by mode=train: no configured callback samples or scores "
+                                  f"(callbacks=with_eval does, reading sampler and eval's protocol keys); to score "
+                                  f"the checkpoint: python run.py mode=eval ckpt=<run_dir>/checkpoints/last.ckpt {o}")
+        return
+    if mode not in READS:
+        return
+    read = read_keys(cfg, READS[mode])
+    unread = [(k, o) for k, o in setting.items() if not under(k, CHOOSERS) and not is_read(k, read)]
+    record = checkpoint_record(cfg) if mode in WITH_CHECKPOINT and (unread or any(
+        under(k, ("model", "data", "time", "sampler")) for k in setting)) else None
+    for key, o in unread:
+        if mode in WITH_CHECKPOINT and under(key, TRAINING):
+            was = recorded(record, key)
+            trained = f"; the checkpoint was trained with {key}={was}" if was is not UNSET and key != "resume" else ""
+            raise ConfigError(f"{o}: {key} is a training setting, which mode={name} does not read (it "
+                              f"{'exports' if mode == 'export' else 'samples'} the trained weights as they are)"
+                              f"{trained}; to change it, train or fine-tune: python run.py mode=train ckpt=<ckpt> {o}")
+        raise ConfigError(f"{o} is not read by mode={name}" + (
+            ": it computes statistics of the real images of eval.ref_source (keys it reads: "
+            f"{', '.join(READS[mode])})" if mode == "ref_stats" else
+            f" (it reads {', '.join(READS[mode])}, and the values they interpolate)"))
+    # single keys first: time.path=cosine, not the sampler=restart whose sampler.path interpolates it, is named
+    for key, o in sorted(setting.items(), key=lambda item: "." not in item[0]):
+        for leaf, value, was in trained_differences(cfg, key, record) if record else []:
+            if leaf != key and leaf in SAME_AS:
+                continue  # a copy of another key (sampler.path: ${time.path}) inside a group typed as a whole
+            raise ConfigError(f"{o}: the checkpoint was trained with {SAME_AS.get(leaf, leaf)}={was}, and its "
+                              f"weights are only that ({leaf}={value} here); leave {key} out, or train or fine-tune "
+                              f"with it: python run.py mode=train ckpt=<ckpt> {o}")

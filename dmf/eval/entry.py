@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from dmf.build import build_network, build_sampler, build_vae, model_shape
+from dmf.config.trained import follow_checkpoint
 from dmf.core.errors import ConfigError, ResultExistsError
 from dmf.core.files import write_json_atomic
 from dmf.eval import dist as edist
@@ -52,6 +53,7 @@ def ref_stats(cfg: DictConfig):
 
 def _generate(cfg: DictConfig, score: bool):
     validate_eval(cfg)
+    follow_checkpoint(cfg)
     check_table_folder(cfg.eval)
     info = edist.init_distributed(cfg.eval.device)
     try:

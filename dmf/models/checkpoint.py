@@ -183,6 +183,20 @@ def describe_load(report: dict[str, list[str]]) -> str:
     return "; ".join(parts) or "every key loaded"
 
 
+# The composed config of the run that wrote a Lightning checkpoint (dmf.train.resume_guard adds it to every one).
+CONFIG_KEY = "dmf_config"
+
+
+def recorded_config(path: str | Path, key: str | None = "ckpt") -> dict | None:
+    """The config a checkpoint records (what its weights were trained with); None for a file that records none
+    (published weights, exports, older checkpoints)."""
+    if Path(path).suffix == ".safetensors":  # tensors only
+        return None
+    saved = safe_load(path, key=key, mmap=True)
+    config = saved.get(CONFIG_KEY) if isinstance(saved, dict) else None
+    return config if isinstance(config, dict) else None
+
+
 # What a network is beyond its state dict: attributes whose change keeps every tensor shape (dmf_depth moves the
 # encoder/decoder split, num_heads regroups the same weights). Checkpoints record them (ARCHITECTURE_KEY).
 ARCHITECTURE_KEY = "dmf_architecture"

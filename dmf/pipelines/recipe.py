@@ -81,27 +81,34 @@ def compose_stage(experiment: str, overrides: list[str]) -> DictConfig:
     return compose(config_name="config", overrides=[f"experiment={experiment}", *overrides])
 
 
-def accepted(experiment: str, overrides: list[str]) -> list[str]:
-    """The overrides that this stage's config composes and validates with, and reads (each tried on top of the
-    ones taken): a key the stage would not read, e.g. the (t, r) proposal's time.P_mean_r for the flow stage, would
-    only change its identity and retrain it. Passes repeat until none is taken, so that the order typed does not
-    matter (`model.depth=3 model.dmf_depth=2`: depth 3 fits only once dmf_depth 2 is in); typed order is kept."""
+def accepted(experiment: str, overrides: list[str], evaluated: bool = True) -> list[str]:
+    """The overrides that this stage's config composes and validates with, and reads in training or, when a row
+    evaluates the stage, in its mode=eval (each tried on top of the ones taken): a key the stage would not read, e.g.
+    the (t, r) proposal's time.P_mean_r for the flow stage, would only change its identity and retrain it. Passes
+    repeat until none is taken, so that the order typed does not matter (`model.depth=3 model.dmf_depth=2`: depth 3
+    fits only once dmf_depth 2 is in); typed order is kept."""
+    modes = ["mode=train"] + (["mode=eval"] if evaluated else [])
     taken, progress = set(), True
     while progress:
         progress = False
         for i, o in enumerate(overrides):
-            if i in taken:
-                continue
             trial = [overrides[j] for j in sorted(taken | {i})]
-            try:
-                stage = compose_stage(experiment, trial)
-                validate(stage)
-                validate_typed(stage, trial)
-            except Exception:  # noqa: BLE001 -- composition, type and validation errors all mean "not for this stage"
-                continue
-            taken.add(i)
-            progress = True
+            if i not in taken and any(reads(experiment, trial, o, mode) for mode in modes):
+                taken.add(i)
+                progress = True
     return [overrides[i] for i in sorted(taken)]
+
+
+def reads(experiment: str, trial: list[str], override: str, mode: str) -> bool:
+    """Whether the stage composed with `trial` validates in `mode` and reads `override` there (the others of the
+    trial were taken for training or evaluation: a mode reads only its own)."""
+    try:
+        stage = compose_stage(experiment, [*trial, mode])
+        validate(stage)
+        validate_typed(stage, [override])
+    except Exception:  # noqa: BLE001 -- composition, type and validation errors all mean "not for this stage"
+        return False
+    return True
 
 
 def short_hash(obj) -> str:
@@ -262,7 +269,8 @@ def run(cfg: DictConfig) -> list[dict]:
     check_options(cfg.pipeline)
     inherited = parent_overrides(cfg)
     stages = cfg.pipeline.stages
-    taken = {name: accepted(spec.experiment, inherited) for name, spec in stages.items()}
+    taken = {name: accepted(spec.experiment, inherited, any(r.stage == name for r in cfg.pipeline.evaluate))
+             for name, spec in stages.items()}
     unused = [o for o in inherited if not any(o in t for t in taken.values())]
     if unused:
         raise ConfigError(f"overrides {unused} apply to no stage of this pipeline ({', '.join(stages)}): each stage "

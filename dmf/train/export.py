@@ -3,7 +3,8 @@
     python run.py mode=export experiment=<as trained> ckpt=<run>/checkpoints/last.ckpt
 
 writes <stem>-ema.pt ({"ema": state_dict}), <stem>-ema.safetensors (the same tensors) and <stem>-ema.yaml (the
-composed config) beside the checkpoint, or at `mode.out` (a path without suffix). The weights are loaded into the
+config the checkpoint records, i.e. what the weights were trained with, with ckpt=<the source>; this launch's
+composed config for a file that records none) beside the checkpoint, or at `mode.out` (a path without suffix). The weights are loaded into the
 configured network first (every key must fit), so an export never holds weights its config cannot load.
 """
 from pathlib import Path
@@ -15,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from dmf.core.errors import ConfigError, ResultExistsError
 from dmf.core.files import atomic_path
 from dmf.core.launch import require_one_process
-from dmf.models.checkpoint import load_weights
+from dmf.models.checkpoint import load_weights, recorded_config
 from dmf.models.hub import resolve_path
 
 SUFFIXES = (".pt", ".safetensors", ".yaml")
@@ -45,7 +46,10 @@ def export(cfg: DictConfig, out: str | None = None, overwrite: bool = False) -> 
         torch.save({"ema": state}, tmp)
     with atomic_path(paths[".safetensors"]) as tmp:
         save_file(state, str(tmp), metadata={"source": str(src)})
+    # the config the weights were trained with (this launch's keys describe them only where they match it: the
+    # network's are checked by the load above, validate_typed refuses training keys typed here), else this launch's
+    record = recorded_config(src)
     with atomic_path(paths[".yaml"]) as tmp:
-        OmegaConf.save(cfg, tmp)  # unresolved: keeps its interpolations, like .hydra/config.yaml
+        OmegaConf.save(OmegaConf.create({**record, "ckpt": str(cfg.ckpt)}) if record else cfg, tmp)
     print(f"[dmf] exported the EMA weights of {src} ({len(state)} tensors) to {stem}{{{','.join(SUFFIXES)}}}")
     return paths

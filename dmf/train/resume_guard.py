@@ -19,9 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from dmf.core.options import flatten
 from dmf.core.errors import UsageError
 from dmf.core.run_history import HISTORY, record_attempt
-from dmf.models.checkpoint import ARCHITECTURE_KEY, architecture, safe_load
+from dmf.models.checkpoint import ARCHITECTURE_KEY, CONFIG_KEY, architecture, safe_load
 
-CONFIG_KEY = "dmf_config"
 IMMUTABLE = ("model", "objective", "data", "seed", "guidance", "time", "optim", "ema")
 MUTABLE_INSIDE = ("model.attention", "data.root", "data.on_error", "data.max_batch_per_device",
                   # the datamodule's copies of data.root and data.on_error (${data.root}) move with them
