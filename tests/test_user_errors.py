@@ -59,8 +59,8 @@ def test_a_bad_eval_value_is_one_line(tmp_path, small_ckpt, override, expected):
 
 @pytest.mark.parametrize("mode", ["mode=eval", "mode=train"])
 def test_a_checkpoint_of_another_network_is_one_line(tmp_path, small_ckpt, mode):
-    out = run_py(mode, "experiment=digits_dmf", f"ckpt={small_ckpt}", "trainer.max_steps=1", "eval.num_samples=10",
-                 f"hydra.run.dir={tmp_path}")
+    short = "trainer.max_steps=1" if mode == "mode=train" else "eval.num_samples=10"  # each mode's own key
+    out = run_py(mode, "experiment=digits_dmf", f"ckpt={small_ckpt}", short, f"hydra.run.dir={tmp_path}")
     assert_one_error(out, f"ckpt={small_ckpt}", "shape")
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "eval").exists()
     if mode == "mode=train":  # the attempt is kept, as one that never trained
@@ -187,7 +187,7 @@ def test_a_refused_launch_leaves_the_runs_record_as_it_was(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("mode, group, misspelt, meant", [
     ("mode=eval", "eval", "num_sample: 100", "eval.num_samples"),
-    ("mode=train", "eval", "monitor_sample: 100", "eval.monitor_samples"),  # the FID callback's keys
+    ("mode=train callbacks=with_eval", "eval", "monitor_sample: 100", "eval.monitor_samples"),  # the FID callback's
     ("mode=preprocess", "preprocess", "shard_sise: 10", "preprocess.shard_size"),
     ("mode=train", "data", "global_batch_sise: 64", "data.global_batch_size"),  # would train at 128
 ])
@@ -197,8 +197,9 @@ def test_a_misspelt_key_in_a_users_group_file_is_one_line(tmp_path, mode, group,
     (tmp_path / "conf" / group).mkdir(parents=True)
     parent = {"eval": "digits", "preprocess": "default", "data": "digits"}[group]
     (tmp_path / "conf" / group / "mine.yaml").write_text(f"defaults:\n  - {parent}\n  - _self_\n{misspelt}\n")
-    out = run_py("--config-dir", str(tmp_path / "conf"), mode, "debug=tiny", f"{group}=mine",
-                 f"run_dir={tmp_path / 'run'}", f"ckpt={tmp_path / 'none.pt'}", "preprocess.input=.")
+    own = {"mode=eval": [f"ckpt={tmp_path / 'none.pt'}"], "mode=preprocess": ["preprocess.input=."]}.get(mode, [])
+    out = run_py("--config-dir", str(tmp_path / "conf"), *mode.split(), "debug=tiny", f"{group}=mine",
+                 f"run_dir={tmp_path / 'run'}", *own)
     assert_one_error(out, f"{group}.{misspelt.split(':')[0]} is not an option of {group}", f"did you mean {meant}?")
     assert not (tmp_path / "run" / "checkpoints").exists()
 

@@ -3,6 +3,7 @@ them: the keys such a mode reads that the weights fix (the network, the interpol
 they were trained with."""
 from omegaconf import DictConfig, OmegaConf
 
+from dmf.core.launch import leads_launch
 from dmf.core.options import flatten
 from dmf.models.checkpoint import recorded_config
 from dmf.models.hub import resolve_path
@@ -59,12 +60,13 @@ def trained_differences(cfg: DictConfig, key: str, record: dict) -> list[tuple[s
 
 
 def follow_checkpoint(cfg: DictConfig) -> None:
-    """Sampling and exporting modes: FOLLOWED keys the config sets otherwise than the checkpoint's training take the
+    """mode=eval and mode=sample: FOLLOWED keys the config sets otherwise than the checkpoint's training take the
     checkpoint's value, said once (a key typed otherwise was refused by validate_typed already)."""
     record = checkpoint_record(cfg)
     for key in FOLLOWED:
         was = recorded(record, key)
         if was is not UNSET and was != OmegaConf.select(cfg, key):
-            print(f"[dmf] {key}={was}: the checkpoint was trained with it (the config says "
-                  f"{OmegaConf.select(cfg, key)}), and its weights sample only that", flush=True)
+            if leads_launch():
+                print(f"[dmf] {key}={was}: the checkpoint was trained with it (the config says "
+                      f"{OmegaConf.select(cfg, key)}), and its weights sample only that", flush=True)
             OmegaConf.update(cfg, key, was)

@@ -25,8 +25,9 @@ READS = {"evaluate": GENERATION_READS, "sample": GENERATION_READS,
                        "eval.num_workers", "eval.quantize", "eval.device")}
 WITH_CHECKPOINT = ("evaluate", "sample", "export")
 MODE_NAMES = {"evaluate": "eval"}
-# choices of other keys' values (a group of @package _global_ files, the mode, Hydra's own): never refused here
-CHOOSERS = ("experiment", "debug", "mode", "hydra", "paper")
+# choices of other keys' values (a group of @package _global_ files, the mode), where the launch writes (run_dir,
+# Hydra's own): never refused here
+LAUNCH = ("experiment", "debug", "mode", "hydra", "paper", "run_dir")
 # what only training reads: in a mode that uses trained weights, typing one would not change them
 TRAINING = ("guidance", "optim", "ema", "objective", "time", "trainer", "callbacks", "logger", "resume", "required")
 # what mode=train reads only through its callbacks (callbacks=with_eval interpolates ${sampler}, ${eval.metrics}, ...)
@@ -143,7 +144,7 @@ def check_mode_reads(cfg: DictConfig, given: dict[str, str], mode: str) -> None:
     if mode not in READS:
         return
     read = read_keys(cfg, READS[mode])
-    unread = [(k, o) for k, o in setting.items() if not under(k, CHOOSERS) and not is_read(k, read)]
+    unread = [(k, o) for k, o in setting.items() if not under(k, LAUNCH) and not is_read(k, read)]
     record = checkpoint_record(cfg) if mode in WITH_CHECKPOINT and (unread or any(
         under(k, ("model", "data", "time", "sampler")) for k in setting)) else None
     for key, o in unread:

@@ -2,6 +2,7 @@
 strict=False). `safe_load` is the one way the project reads a torch file."""
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -192,7 +193,7 @@ def recorded_config(path: str | Path, key: str | None = "ckpt") -> dict | None:
     (published weights, exports, older checkpoints)."""
     if Path(path).suffix == ".safetensors":  # tensors only
         return None
-    saved = safe_load(path, key=key, mmap=True)
+    saved = safe_load(path, key=key, mmap=zipfile.is_zipfile(path))  # mmap reads a large file's few entries
     config = saved.get(CONFIG_KEY) if isinstance(saved, dict) else None
     return config if isinstance(config, dict) else None
 

@@ -74,6 +74,15 @@ def test_a_pipeline_of_a_one_stage_experiment_is_one_line_not_a_traceback():
             run(compose_config(["experiment=digits_dmf", "mode=pipeline", "run_dir=unused", *debug]))
 
 
+def test_evaluation_keys_reach_only_the_stages_a_row_evaluates():
+    """mode=train reads no sampler or eval key without evaluating callbacks: a stage takes them for its rows."""
+    given = ["sampler=restart", "eval.num_samples=50", "guidance.omega=0.6"]
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        assert accepted("digits_dmf", given) == given
+        assert accepted("digits_dmf", given, evaluated=False) == ["guidance.omega=0.6"]
+        assert accepted("digits_flow", given) == ["eval.num_samples=50"]
+
+
 def test_the_recipe_drops_its_own_keys_from_the_command_line(tmp_path):
     cfg = compose_config([f"run_dir={tmp_path}"])
     cfg.pipeline.overrides = ["experiment=digits", "mode=pipeline", "hydra/launcher=basic", "hydra.run.dir=x",
