@@ -37,15 +37,16 @@ def refused(typed: list[str], match: str):
 
 
 @pytest.mark.parametrize("mode", ["eval", "sample", "export"])
-@pytest.mark.parametrize("key, trained", [("guidance.omega=0.9", "guidance.omega=0.2"), ("optim.lr=0.5", "optim.lr=0.003"),
-                                          ("ema.decay=0.5", "ema.decay=0.999"), ("time.P_mean_t=0.1", "time.P_mean_t=0.4"),
-                                          ("objective.cfg_prob=0.5", "objective.cfg_prob=0.1"),
-                                          ("trainer.max_steps=7", "trainer.max_steps=10")])
+@pytest.mark.parametrize("key, trained", [
+    ("guidance.omega=0.9", "guidance.omega=0.2"), ("optim.lr=0.5", "optim.lr=0.003"),
+    ("ema.decay=0.5", "ema.decay=0.999"),
+    ("time.P_mean_t=0.1", "time.P_mean_t=0.4"), ("objective.cfg_prob=0.5", "objective.cfg_prob=0.1"),
+    ("trainer.max_steps=7", "trainer.max_steps=10")])
 def test_a_training_setting_typed_for_trained_weights_is_refused_naming_the_trained_value(ckpt, mode, key, trained):
-    refused([f"mode={mode}", *TINY, f"ckpt={ckpt}", key],
-            f"{key}: {key.split('=')[0]} is a training setting, which mode={mode} does not read")
-    refused([f"mode={mode}", *TINY, f"ckpt={ckpt}", key], f"the checkpoint was trained with {trained}; to change it, "
-                                                           f"train or fine-tune: python run.py mode=train ckpt=<ckpt> {key}")
+    typed = [f"mode={mode}", *TINY, f"ckpt={ckpt}", key]
+    refused(typed, f"{key}: {key.split('=')[0]} is a training setting, which mode={mode} does not read")
+    refused(typed, f"the checkpoint was trained with {trained}; to change it, train or fine-tune: python run.py "
+                   f"mode=train ckpt={ckpt} {key}")
 
 
 def test_time_path_is_a_training_setting_for_export_and_a_trained_value_for_sampling(ckpt):

@@ -87,9 +87,10 @@ def typed_booleans(cfg: DictConfig, given: dict[str, str]) -> None:
 
 
 def validate_typed(cfg: DictConfig, typed: list[str]) -> None:
-    """Keys typed on the command line that this launch would not read, or would read otherwise than meant: said,
-    not dropped. run.py calls it once; recipes (mode=pipeline, paper rows) refuse the keys they set per stage
-    themselves."""
+    """Keys typed on the command line that this launch would not read (READS: what each mode reads), or would read
+    otherwise than meant (a value the checkpoint's weights were trained otherwise with): said, not dropped. run.py
+    calls it once (check_launch once per job of a sweep); recipes (mode=pipeline, paper rows) refuse the keys they
+    set per stage themselves."""
     given = {override_key(o): o for o in typed}
     typed_booleans(cfg, given)
     mode = cfg.mode._target_.rsplit(".", 1)[-1]
@@ -153,7 +154,8 @@ def check_mode_reads(cfg: DictConfig, given: dict[str, str], mode: str) -> None:
             trained = f"; the checkpoint was trained with {key}={was}" if was is not UNSET and key != "resume" else ""
             raise ConfigError(f"{o}: {key} is a training setting, which mode={name} does not read (it "
                               f"{'exports' if mode == 'export' else 'samples'} the trained weights as they are)"
-                              f"{trained}; to change it, train or fine-tune: python run.py mode=train ckpt=<ckpt> {o}")
+                              f"{trained}; to change it, train or fine-tune: python run.py mode=train "
+                              f"ckpt={cfg.ckpt or '<ckpt>'} {o}")
         raise ConfigError(f"{o} is not read by mode={name}" + (
             ": it computes statistics of the real images of eval.ref_source (keys it reads: "
             f"{', '.join(READS[mode])})" if mode == "ref_stats" else
@@ -165,4 +167,4 @@ def check_mode_reads(cfg: DictConfig, given: dict[str, str], mode: str) -> None:
                 continue  # a copy of another key (sampler.path: ${time.path}) inside a group typed as a whole
             raise ConfigError(f"{o}: the checkpoint was trained with {SAME_AS.get(leaf, leaf)}={was}, and its "
                               f"weights are only that ({leaf}={value} here); leave {key} out, or train or fine-tune "
-                              f"with it: python run.py mode=train ckpt=<ckpt> {o}")
+                              f"with it: python run.py mode=train ckpt={cfg.ckpt} {o}")
