@@ -144,3 +144,17 @@ def test_export_writes_the_config_the_weights_were_trained_with(tmp_path):
     assert "exported" in out.stdout
     record = yaml.safe_load(ckpt.with_name("last-ema.yaml").read_text())
     assert record["time"]["path"] == "cosine" and record["guidance"]["omega"] == 0.4 and record["ckpt"] == str(ckpt)
+
+
+@pytest.mark.slow
+def test_run_py_samples_on_the_path_the_checkpoint_was_trained_with(tmp_path):
+    """A flow map trained on the cosine path, evaluated without typing time.path: sampled on cosine (it was linear,
+    the config's, and scored another network's worth of error)."""
+    import json
+
+    ckpt = fake_checkpoint(tmp_path / "last.ckpt", "time.path=cosine")
+    out = run_python("run.py", "mode=eval", *TINY, f"ckpt={ckpt}", "eval.steps=[1]", "eval.num_samples=20",
+                     f"run_dir={tmp_path / 'run'}", check=True)
+    assert "[dmf] time.path=cosine: the checkpoint was trained with it (the config says linear)" in out.stdout
+    result = json.loads(next((tmp_path / "run" / "eval").glob("*_1/result.json")).read_text())
+    assert result["fingerprint"]["sampler"]["path"] == "cosine"
