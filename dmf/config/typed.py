@@ -151,7 +151,8 @@ def check_mode_reads(cfg: DictConfig, given: dict[str, str], mode: str) -> None:
     for key, o in unread:
         if mode in WITH_CHECKPOINT and under(key, TRAINING):
             was = recorded(record, key)
-            trained = f"; the checkpoint was trained with {key}={was}" if was is not UNSET and key != "resume" else ""
+            shown = was is not UNSET and key != "resume" and len(str(was)) <= 160  # a whole group only when short
+            trained = f"; the checkpoint was trained with {key}={was}" if shown else ""
             raise ConfigError(f"{o}: {key} is a training setting, which mode={name} does not read (it "
                               f"{'exports' if mode == 'export' else 'samples'} the trained weights as they are)"
                               f"{trained}; to change it, train or fine-tune: python run.py mode=train "
