@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from hydra import initialize_config_dir
 
+from dmf.config import register_resolvers
 from dmf.core.errors import ConfigError, MissingFileError
 from dmf.pipelines.recipe import (accepted, check_options, results_table, parent_overrides, run, short_hash,
                                   training_identity)
 from tests.helpers import CONF, compose_config, run_python
 
+register_resolvers()  # stages composed inside initialize_config_dir resolve ${dmf.launcher:...} as they validate
 OMEGAS, SAMPLERS = ("0", "0.6"), ("euler", "restart")
 
 
