@@ -131,9 +131,12 @@ def build_training(cfg: DictConfig, batch, resume: str | None) -> tuple:
 
 def check_train(cfg: DictConfig, job: list[str], sweep: list) -> None:
     """Each job of a -m sweep of mode=train, before the first one starts (dmf/config/launch.py)."""
+    here = runs_here(job)
     check_strategy(cfg)
     check_jvp_attention(cfg)
-    launch_checks(cfg, here=runs_here(job))
+    launch_checks(cfg, here)
+    if here:
+        check_attention_device(cfg)
 
 
 def train(cfg: DictConfig) -> TrainModule:
