@@ -97,13 +97,13 @@ def check_launch(args: list[str], conf_dir: str) -> None:
                 OmegaConf.update(cfg, "run_dir", LAUNCH_RUN_DIR)
                 sweep.append((job, cfg))
         for job, cfg in sweep:  # then each job's mode checks: a later job's mode-level error stops the sweep too
-            if (check := mode_check(cfg)) is not None:
-                try:
+            try:
+                if (check := mode_check(cfg)) is not None:
                     check(cfg, job, sweep)
-                except UsageError as err:
-                    raise ConfigError(f"sweep job `{' '.join(job)}`: {err} (nothing of the sweep has run)") from None
-                except Exception:  # noqa: BLE001 -- not the user's to fix here: the job reports it as it runs
-                    continue
+            except UsageError as err:
+                raise ConfigError(f"sweep job `{' '.join(job)}`: {err} (nothing of the sweep has run)") from None
+            except Exception:  # noqa: BLE001 -- not the user's to fix here: the job reports it as it runs
+                continue
 
 
 def mode_check(cfg: DictConfig):
