@@ -120,8 +120,8 @@ def check_shared_out_dir(cfg: DictConfig, job: list[str], sweep: list[tuple[list
         if other is job or typed_out_dir(other) != root or not (both := folders(cfg) & folders(other_cfg)):
             continue
         differ = sorted(set(job) ^ set(other))
-        raise ConfigError(f"eval.out_dir={root} is typed for every job of the sweep, and the jobs that differ in "
-                          f"{', '.join(differ)} would write the same {', '.join(sorted(both))} in it: the later one "
+        raise ConfigError(f"eval.out_dir={root} is typed for sweep jobs that differ in {', '.join(differ)}, and "
+                          f"they would write the same {', '.join(sorted(both))} in it: the later one "
                           f"stops on the earlier's result, and eval.overwrite=true would delete it. Fix: leave "
                           f"eval.out_dir unset (each job writes its own <run dir>/eval), or put the swept key in the "
                           f"folder, e.g. eval.out_dir={root}/<value>")
