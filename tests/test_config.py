@@ -271,6 +271,51 @@ def test_a_bad_value_in_a_later_sweep_job_stops_the_sweep_before_its_first_job(t
                                                                    ["a=2", "b=x", "c=0"], ["a=2", "b=x", "c=1"]]
 
 
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """EMA weights of the debug=tiny DMF network, which mode=eval debug=tiny loads."""
+    from dmf.build import build_network
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    torch.save({"ema": build_network(compose_config(["mode=eval", "debug=tiny"])).state_dict()}, path)
+    return path
+
+
+@pytest.mark.parametrize("typed, expected", [
+    (["mode=eval", "debug=tiny", "ckpt={ckpt}", "eval.steps=[1]", "eval.num_samples=100,0"],
+     ["eval.num_samples=0 must be a positive integer"]),
+    (["debug=tiny", "pipeline.stages.flow.max_steps=2,0", "pipeline.stages.dmf.max_steps=2"],
+     ["pipeline.stages.flow.max_steps=0 must be a positive integer"]),
+    (["mode=train", "debug=tiny", "trainer.max_steps=1", "trainer.devices=1,3"], ["trainer.devices=3"]),
+    (["paper=digits_ablation", "debug=tiny", "trainer.max_steps=1", "paper.row=dmf,typo", "paper.root={out}"],
+     ["paper.row=typo is not a row of paper=digits_ablation"]),
+    (["mode=eval", "debug=tiny", "ckpt={ckpt}", "eval.steps=[1]", "seed=0,1", "eval.out_dir={out}"],
+     ["eval.out_dir={out}", "would write the same euler_1", "Fix: leave eval.out_dir unset"]),
+], ids=["eval", "pipeline", "devices", "paper_row", "shared_out_dir"])
+def test_a_mode_error_in_a_later_sweep_job_stops_the_sweep_before_its_first_job(typed, expected, tmp_path, tiny_ckpt):
+    """Each job's mode checks (eval values, pipeline stages, paper rows, preflight's device count, a folder two jobs
+    would write) ran only when the job started: job 0 trained or evaluated first."""
+    out_dir, sweep_dir = tmp_path / "out", tmp_path / "sweep"
+    typed = [t.format(ckpt=tiny_ckpt, out=out_dir) for t in typed]
+    out = run_cli("-m", *typed, f"hydra.sweep.dir={sweep_dir}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    message = out.stderr[out.stderr.index("error: sweep job `"):]
+    for text in [*expected, "(nothing of the sweep has run)"]:
+        assert text.format(out=out_dir) in message, message
+    assert not sweep_dir.exists() and not out_dir.exists()
+
+
+def test_a_sampler_sweep_may_share_one_eval_out_dir(tiny_ckpt, tmp_path):
+    """Jobs that write other <sampler>_<steps> folders of one eval.out_dir make one table there: not refused."""
+    from dmf.config import check_launch
+
+    check_launch(["-m", "mode=eval", "debug=tiny", f"ckpt={tiny_ckpt}", "eval.steps=[1]", "sampler=euler,restart",
+                  f"eval.out_dir={tmp_path}"], str(CONF))
+    with pytest.raises(ConfigError, match="would write the same euler_2"):
+        check_launch(["-m", "mode=eval", "debug=tiny", f"ckpt={tiny_ckpt}", "eval.steps=[1,2],[2,4]",
+                      f"eval.out_dir={tmp_path}"], str(CONF))
+
+
 def test_a_path_with_equals_signs_gets_the_quoted_override_to_paste(tmp_path):
     """A sweep job's folder (.../guidance.omega=0.6,sampler=restart/...) passed back unquoted: Hydra alone says
     "mismatched input '='"; run.py names the key and prints the quoted form, which then works."""

@@ -1,6 +1,7 @@
 """Before Hydra starts (run.py): the command line composes, and every job of a -m sweep validates, or one line names
 the key, the option or the job."""
 import difflib
+import importlib
 import itertools
 import re
 
@@ -8,8 +9,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmf.config.typed import override_key, validate_typed
 from dmf.config.values import validate
-from dmf.core.errors import ConfigError
+from dmf.core.errors import ConfigError, UsageError
 from dmf.core.options import flatten
+
+# a sweep job's run dir before Hydra names it (`${hydra:runtime.output_dir}` resolves only inside the job): the mode
+# checks at launch compose and check paths under it, and nothing is written there
+LAUNCH_RUN_DIR = ".dmf-launch-check/job"
 
 
 def sweep_jobs(args: list[str]) -> list[list[str]] | None:
@@ -60,7 +65,8 @@ def explain_composition(err: Exception, job: list[str], compose) -> str | None:
 def check_launch(args: list[str], conf_dir: str) -> None:
     """Before Hydra starts: the command line composes (else one line naming the key or option, and a near one), and
     every job of a -m sweep also validates before the first one runs or is queued (a bad value in a later job
-    stopped the sweep only when its turn came, after the earlier jobs or their SLURM queue waits)."""
+    stopped the sweep only when its turn came, after the earlier jobs or their SLURM queue waits), then passes its mode's
+    checks (eval values, pipeline stages, paper rows, devices: mode_check)."""
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):  # --cfg job, --help, ...
         return
     multirun = bool({"-m", "--multirun"} & set(args))
@@ -69,6 +75,7 @@ def check_launch(args: list[str], conf_dir: str) -> None:
         return
     from hydra import compose, initialize_config_dir
 
+    sweep = []
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
         def composed(overrides):
             return compose(config_name="config", overrides=overrides)
@@ -87,3 +94,27 @@ def check_launch(args: list[str], conf_dir: str) -> None:
                     validate_typed(cfg, job)
                 except ConfigError as err:
                     raise ConfigError(f"{where}{err} (nothing of the sweep has run)") from None
+                OmegaConf.update(cfg, "run_dir", LAUNCH_RUN_DIR)
+                sweep.append((job, cfg))
+        for job, cfg in sweep:  # then each job's mode checks: a later job's mode-level error stops the sweep too
+            try:
+                if (check := mode_check(cfg)) is not None:
+                    check(cfg, job, sweep)
+            except UsageError as err:
+                raise ConfigError(f"sweep job `{' '.join(job)}`: {err} (nothing of the sweep has run)") from None
+            except Exception:  # noqa: BLE001 -- not the user's to fix here: the job reports it as it runs
+                continue
+
+
+def mode_check(cfg: DictConfig):
+    """The cheap checks of a job's mode, without side effects: `check_<mode function>` beside the function (e.g.
+    dmf.eval.entry.check_evaluate for mode=eval), called as check(cfg, job, sweep) with the job's overrides and the
+    sweep's (overrides, config) pairs; None where the mode has none."""
+    module, name = cfg.mode._target_.rsplit(".", 1)
+    return getattr(importlib.import_module(module), f"check_{name}", None)
+
+
+def runs_here(job: list[str]) -> bool:
+    """A sweep's jobs run on this machine (Hydra's local launcher), not on a cluster's nodes (hydra/launcher=<preset>):
+    only then do this machine's devices say anything about them."""
+    return not any(override_key(o) == "hydra/launcher" for o in job)

@@ -18,7 +18,8 @@ from dmf.core.errors import ConfigError, ResultExistsError
 from dmf.core.files import write_json_atomic
 from dmf.eval import dist as edist
 from dmf.eval.generation.writers import NpzWriter, PngWriter
-from dmf.eval.jobs import StepJob, content_identity, plan_jobs
+from dmf.config.launch import runs_here
+from dmf.eval.jobs import StepJob, check_shared_out_dir, content_identity, plan_jobs
 from dmf.eval.generation.loop import Plan, Renderer, run
 from dmf.eval.generation.images import make_grid, save_png
 from dmf.eval.paper import paper_fid
@@ -49,6 +50,20 @@ def ref_stats(cfg: DictConfig):
         return _ref_stats(cfg, info)
     finally:
         edist.shutdown(info)
+
+
+def check_evaluate(cfg: DictConfig, job: list[str], sweep: list) -> None:
+    """Each job of a -m sweep of mode=eval or mode=sample, before the first one runs (dmf/config/launch.py)."""
+    validate_eval(cfg, here=runs_here(job))
+    check_table_folder(cfg.eval)
+    check_shared_out_dir(cfg, job, sweep)
+
+
+check_sample = check_evaluate
+
+
+def check_ref_stats(cfg: DictConfig, job: list[str], sweep: list) -> None:
+    validate_eval(cfg, here=runs_here(job))
 
 
 def _generate(cfg: DictConfig, score: bool):

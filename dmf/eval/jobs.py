@@ -6,7 +6,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dmf.core.errors import ResultExistsError
+from dmf.config.typed import override_key
+from dmf.core.errors import ConfigError, ResultExistsError
 from dmf.eval.content import content_hash
 from dmf.eval.generation.loop import Plan
 from dmf.eval.paths import container
@@ -24,7 +25,7 @@ class StepJob:
 
     @property
     def label(self) -> str:
-        return f"{self.sampler.name}_{self.steps}"
+        return step_folder(self.sampler, self.steps)
 
     @property
     def to_generate(self) -> bool:
@@ -84,9 +85,43 @@ def plan_jobs(cfg: DictConfig, plan: Plan, samplers: dict, root: Path, score: bo
               exports: list[str]) -> list[StepJob]:
     jobs = []
     for steps, sampler in samplers.items():
-        step_dir = root / f"{sampler.name}_{steps}"
+        step_dir = root / step_folder(sampler, steps)
         fp = fingerprint(cfg, plan, steps, score, identity)
         old = finished_result(step_dir, fp, cfg.eval.overwrite)
         missing = [e for e in exports if old is not None and e not in old.get("exports", [])]
         jobs.append(StepJob(steps, sampler, step_dir, fp, old, missing))
     return jobs
+
+
+def step_folder(sampler, steps: int) -> str:
+    """The folder of one step count's result under eval.out_dir."""
+    return f"{sampler.name}_{steps}"
+
+
+def typed_out_dir(job: list[str]) -> Path | None:
+    """The folder `eval.out_dir=<path>` on a job's command line names; None when not typed, or typed with an
+    interpolation (e.g. ${seed}), whose folder may differ per job."""
+    typed = [o.split("=", 1)[1] for o in job if override_key(o) == "eval.out_dir"]
+    return Path(typed[-1]).expanduser().absolute() if typed and "${" not in typed[-1] else None
+
+
+def check_shared_out_dir(cfg: DictConfig, job: list[str], sweep: list[tuple[list[str], DictConfig]]) -> None:
+    """Jobs of a -m sweep that would write the same <sampler>_<steps> folder of one typed eval.out_dir: the later one
+    stops on the earlier one's result (other settings), and eval.overwrite=true would delete it. Jobs that write
+    other folders of it (a sampler sweep into one table) are fine."""
+    from dmf.build import build_sampler
+
+    def folders(c):
+        return {step_folder(build_sampler(c, k), int(k)) for k in (c.eval.steps or [c.sampler.steps])}
+
+    if (root := typed_out_dir(job)) is None:
+        return
+    for other, other_cfg in sweep:
+        if other is job or typed_out_dir(other) != root or not (both := folders(cfg) & folders(other_cfg)):
+            continue
+        differ = sorted(set(job) ^ set(other))
+        raise ConfigError(f"eval.out_dir={root} is typed for sweep jobs that differ in {', '.join(differ)}, and "
+                          f"they would write the same {', '.join(sorted(both))} in it: the later one "
+                          f"stops on the earlier's result, and eval.overwrite=true would delete it. Fix: leave "
+                          f"eval.out_dir unset (each job writes its own <run dir>/eval), or put the swept key in the "
+                          f"folder, e.g. eval.out_dir={root}/<value>")

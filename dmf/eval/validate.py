@@ -19,7 +19,19 @@ KEYS = ("num_samples", "batch_size", "chunk_size", "feature_batch_size", "steps"
         "dinov2_weights", "download_weights", "ref_space", "ref_out", "extractors", "metric_defs", "ref_source")
 
 
-def validate_eval(cfg: DictConfig) -> None:
+def check_steps(steps, key: str = "eval.steps") -> list[int]:
+    """Step counts to sample at, as `key` (eval.steps, or a recipe's own key for them) names them."""
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        raise ConfigError(f"{key}={steps} must be a list of step counts: {key}=[{steps}]")
+    bad = [s for s in steps if isinstance(s, bool) or not isinstance(s, int) or s < 1] if steps is not None else []
+    if steps is None or bad or not len(steps):
+        shown = list(steps) if steps is not None else steps
+        raise ConfigError(f"{key}={shown} must be a non-empty list of positive integers, e.g. [1,2,4]")
+    return [int(s) for s in steps]
+
+
+def validate_eval(cfg: DictConfig, here: bool = True) -> None:
+    """`here`: the evaluation runs on this machine (so its devices count; not for a job sent to a cluster)."""
     ec = cfg.get("eval")
     if ec is None:
         raise ConfigError("the config has no `eval` group: add `- eval: default` to conf/config.yaml's defaults")
@@ -28,13 +40,8 @@ def validate_eval(cfg: DictConfig) -> None:
         v = ec.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"eval.{key}={v!r} must be a positive integer")
-    steps = ec.get("steps")
-    if isinstance(steps, int) and not isinstance(steps, bool):
-        raise ConfigError(f"eval.steps={steps} must be a list of step counts: eval.steps=[{steps}]")
-    if steps is not None:
-        bad = [s for s in steps if isinstance(s, bool) or not isinstance(s, int) or s < 1]
-        if bad or not len(steps):
-            raise ConfigError(f"eval.steps={list(steps)} must be a non-empty list of positive integers, e.g. [1,2,4]")
+    if ec.get("steps") is not None:  # null: sampler.steps
+        check_steps(ec.steps)
     if ec.quantize not in QUANTIZE:
         raise ConfigError(f"eval.quantize={ec.quantize!r} must be one of {QUANTIZE}")
     if ec.labels not in ("random", "balanced"):
@@ -47,7 +54,7 @@ def validate_eval(cfg: DictConfig) -> None:
         raise ConfigError(f"eval.paper={ec.paper!r} must be one of {sorted(PAPER_FID)} or null")
     if ec.ref_space not in ("image", "latent"):
         raise ConfigError(f"eval.ref_space={ec.ref_space!r} must be 'image' or 'latent'")
-    if str(ec.get("device", "auto")).startswith("cuda") and not torch.cuda.is_available():
+    if here and str(ec.get("device", "auto")).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"eval.device={ec.device} but this machine has no CUDA GPU; run on a GPU node or use "
                           f"eval.device=auto (the CPU here)")
     if Path(ec.out_dir).expanduser().is_file():

@@ -138,15 +138,41 @@ def same_evaluation(eval_dir: Path, nfes: list[int]) -> list[dict]:
     return sorted((r for r in found if setting(r) in now), key=lambda r: int(r["steps"]))
 
 
+def scoring(overrides: list[str], job_dir: Path, nfes: list[int]) -> list[str]:
+    """A row's overrides plus those of its evaluation (mode=eval in <job dir>/eval at the table's NFEs)."""
+    return [*overrides, f"run_dir={job_dir}", f"eval.out_dir={job_dir / 'eval'}", f"eval.steps=[{','.join(map(str, nfes))}]"]
+
+
+def checked_row(cfg: DictConfig, extra: list[str], here: bool = True) -> tuple[DictConfig, list[str], list[int]]:
+    """Every check of the row that can fail before it trains: its name, paper.nfe, its evaluation's values and the
+    table's metrics (a bad eval value stopped the row only when scoring began, after training). Returns the row's
+    spec, overrides and NFEs."""
+    from dmf.eval.validate import check_steps, validate_eval
+
+    paper = cfg.paper
+    spec = row_spec(paper, paper.row)
+    nfes = check_steps(paper.get("nfe"), "paper.nfe")
+    overrides = row_overrides(paper, spec)
+    eval_cfg = compose_stage(scoring(overrides, Path(cfg.run_dir), nfes), extra)
+    validate_eval(eval_cfg, here)
+    check_metrics(paper, eval_cfg)
+    return spec, overrides, nfes
+
+
+def check_run_row(cfg: DictConfig, job: list[str], sweep: list) -> None:
+    """Each row of a -m sweep of a table, before the first one trains (dmf/config/launch.py)."""
+    from dmf.config.launch import runs_here
+
+    checked_row(cfg, stage_overrides(job), runs_here(job))
+
+
 def run_row(cfg: DictConfig) -> dict:
     from dmf.eval.entry import evaluate
 
     paper = cfg.paper
-    spec = row_spec(paper, paper.row)
     job_dir = Path(cfg.run_dir)
     extra = command_line_overrides()
-    overrides = row_overrides(paper, spec)
-    check_metrics(paper, compose_stage([*overrides, f"run_dir={job_dir}"], extra))
+    spec, overrides, nfes = checked_row(cfg, extra)
     init = spec.get("init")
     if spec.get("train", False):
         stage = init if init in (paper.get("stages") or {}) else None
@@ -158,10 +184,7 @@ def run_row(cfg: DictConfig) -> dict:
             train_into(init.parent.parent, [str(o) for o in paper.stages[stage]], extra)
         ckpt = train_into(job_dir, overrides, extra)
         overrides = [o for o in overrides if not o.startswith("ckpt=")] + [f"ckpt={ckpt}"]
-    nfes = [int(n) for n in paper.nfe]
-    eval_cfg = compose_stage([*overrides, f"run_dir={job_dir}", f"eval.out_dir={job_dir / 'eval'}",
-                              f"eval.steps=[{','.join(map(str, nfes))}]"], extra)
-    evaluate(eval_cfg)
+    evaluate(compose_stage(scoring(overrides, job_dir, nfes), extra))
     if not leads_launch():  # rank 0 writes the results; another rank could read them before they exist
         return {}
     metric = paper.metric

@@ -206,13 +206,39 @@ def run_stage(name: str, spec: DictConfig, overrides: list[str], store: Path, pa
                                                  f"reusing {stage_dir / 'checkpoints' / 'last.ckpt'}"))
 
 
+def compose_row(row: DictConfig, spec: DictConfig, overrides: list[str], ckpt: Path | None) -> DictConfig:
+    """The mode=eval config of an evaluation row (ckpt: the stage's checkpoint; None before it is trained)."""
+    extra = [f"sampler={row.sampler}"] if row.get("sampler") else []
+    extra += [f"ckpt={quoted(ckpt)}"] if ckpt else []
+    return compose_stage(spec.experiment, [*overrides, *extra, "mode=eval",
+                                           f"eval.steps=[{','.join(str(int(s)) for s in row.steps)}]"])
+
+
+def check_rows(cfg: DictConfig, taken: dict[str, list[str]]) -> None:
+    """Each evaluation row's eval config (its step counts, the eval values typed), before the first stage trains: a
+    bad one stopped the pipeline only when scoring began, after training."""
+    from dmf.eval.validate import check_steps, validate_eval
+
+    stages = cfg.pipeline.stages
+    for i, row in enumerate(cfg.pipeline.evaluate):
+        if row.stage not in stages:
+            raise ConfigError(f"pipeline.evaluate row {dict(row)} names stage {row.stage!r}, not one of {list(stages)}")
+        check_steps(row.get("steps"), f"pipeline.evaluate[{i}].steps")
+        spec = stages[row.stage]
+        row_cfg = compose_row(row, spec, [*taken[row.stage], *spec.get("overrides", [])], None)
+        OmegaConf.update(row_cfg, "run_dir", str(cfg.run_dir))
+        try:
+            validate(row_cfg)
+            validate_eval(row_cfg)
+        except ConfigError as err:
+            raise ConfigError(f"scoring stage {row.stage} (pipeline.evaluate[{i}]): {err}") from None
+
+
 def evaluate_stage(row: DictConfig, spec: DictConfig, overrides: list[str], ckpt: Path) -> list[dict]:
     """mode=eval on one stage's checkpoint, at the row's step counts; returns one record per step count."""
     from dmf.eval.entry import evaluate
 
-    extra = [f"sampler={row.sampler}"] if row.get("sampler") else []
-    cfg = compose_stage(spec.experiment, [*overrides, *extra, "mode=eval", f"ckpt={quoted(ckpt)}",
-                                          f"eval.steps=[{','.join(str(int(s)) for s in row.steps)}]"])
+    cfg = compose_row(row, spec, overrides, ckpt)
     # results live beside the checkpoint, one folder per evaluation setting (mode=eval refuses to mix settings)
     setting = {k: OmegaConf.to_container(cfg[k], resolve=False) for k in ("sampler", "eval")}
     setting["seed"] = cfg.seed
@@ -261,8 +287,9 @@ def check_options(pipeline: DictConfig) -> None:
             resolve_path(spec.ckpt, key=f"pipeline.stages.{name}.ckpt")
 
 
-def run(cfg: DictConfig) -> list[dict]:
-    run_dir = Path(cfg.run_dir)
+def checked(cfg: DictConfig) -> dict[str, list[str]]:
+    """Every check of the recipe that can fail before the first stage trains; returns the command-line overrides
+    each stage takes."""
     if not (cfg.get("pipeline") or {}).get("stages"):
         raise ConfigError("mode=pipeline runs a recipe experiment with pipeline.stages (experiment=digits, the "
                           "default); a one-stage experiment trains with mode=train")
@@ -275,10 +302,26 @@ def run(cfg: DictConfig) -> list[dict]:
     if unused:
         raise ConfigError(f"overrides {unused} apply to no stage of this pipeline ({', '.join(stages)}): each stage "
                          f"rejects them (a key its config lacks, or an invalid combination); check the key names")
-    for name in stages:
-        log.info(f"stage {name} takes {taken[name] or 'no overrides'} from the command line")
     check_required(stages, taken)
     check_lineage(stages, taken)
+    check_rows(cfg, taken)
+    return taken
+
+
+def check_run(cfg: DictConfig, job: list[str], sweep: list) -> None:
+    """Each job of a -m sweep of mode=pipeline, before the first one trains (dmf/config/launch.py): its command line
+    is the job's overrides."""
+    if cfg.get("pipeline") is not None and cfg.pipeline.get("overrides") is None:
+        OmegaConf.update(cfg, "pipeline.overrides", job, force_add=True)
+    checked(cfg)
+
+
+def run(cfg: DictConfig) -> list[dict]:
+    run_dir = Path(cfg.run_dir)
+    taken = checked(cfg)
+    stages = cfg.pipeline.stages
+    for name in stages:
+        log.info(f"stage {name} takes {taken[name] or 'no overrides'} from the command line")
     ckpts, store = {}, stage_store(cfg)
     for name, spec in stages.items():
         parent = spec.get("init_from")
@@ -288,8 +331,6 @@ def run(cfg: DictConfig) -> list[dict]:
                                 ckpts.get(parent) if parent else None)
     rows = []
     for row in cfg.pipeline.evaluate:
-        if row.stage not in stages:
-            raise ConfigError(f"pipeline.evaluate row {dict(row)} names stage {row.stage!r}, not one of {list(stages)}")
         spec = stages[row.stage]
         rows += evaluate_stage(row, spec, [*taken[row.stage], *spec.get("overrides", [])], ckpts[row.stage])
     if not leads_launch():

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.build import build_network, build_objective
+from dmf.config.launch import runs_here
 from dmf.core.errors import MissingFileError, ResultExistsError
 from dmf.core.files import atomic_path
 from dmf.core.ranks import torchrun_layout
@@ -20,7 +21,7 @@ from dmf.train.guards import run_guards
 from dmf.train.loggers import log_run_config
 from dmf.train.module import TrainModule
 from dmf.train.nonfinite import TRAINER_KEYS as NONFINITE_KEYS
-from dmf.train.preflight import check_data, preflight
+from dmf.train.preflight import check_data, launch_checks, preflight
 from dmf.train.requeue import FinalLast
 from dmf.train.resume_guard import check_resume, trained_in
 from dmf.train.slurm import requeued, slurm_trainer_kwargs
@@ -126,6 +127,16 @@ def build_training(cfg: DictConfig, batch, resume: str | None) -> tuple:
         raise RuntimeError(f"Lightning started {trainer.world_size} processes but the batch was laid out for "
                            f"{batch.world_size} (trainer.devices x trainer.num_nodes); set them to match the launcher")
     return datamodule, module, trainer, final
+
+
+def check_train(cfg: DictConfig, job: list[str], sweep: list) -> None:
+    """Each job of a -m sweep of mode=train, before the first one starts (dmf/config/launch.py)."""
+    here = runs_here(job)
+    check_strategy(cfg)
+    check_jvp_attention(cfg)
+    launch_checks(cfg, here)
+    if here:
+        check_attention_device(cfg)
 
 
 def train(cfg: DictConfig) -> TrainModule:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from dmf.core.errors import UsageError
 from dmf.core.options import check_known
 from dmf.core.ranks import torchrun_layout
-from dmf.eval.validate import KEYS as EVAL_KEYS
+from dmf.eval.validate import KEYS as EVAL_KEYS, validate_eval
 from dmf.models.compile import CUDA_GRAPH_MODES
 from dmf.models.hub import resolve_path
 from dmf.train.batch import BatchError, BatchLayout, batch_layout, resolve_devices
@@ -196,5 +196,27 @@ def preflight(cfg: DictConfig) -> BatchLayout:
     check_checkpoint_folder(cfg)
     check_compile(cfg)
     check_devices(cfg)
+    check_eval_callback(cfg)
     check_files(cfg)
     return layout(cfg)
+
+
+def check_eval_callback(cfg: DictConfig) -> None:
+    """callbacks=with_eval's FID check reads eval's values (labels, quantize, metrics ...): a bad one stops here, not
+    with a traceback at the first check, after training steps."""
+    if OmegaConf.select(cfg, "callbacks.fid") is not None:
+        validate_eval(cfg)
+
+
+def launch_checks(cfg: DictConfig, here: bool) -> None:
+    """preflight's checks that read no file, for each job of a -m sweep before the first one starts; the devices and
+    the batch layout only where the jobs run on this machine (`here`), not on a cluster's nodes."""
+    check_mandatory(cfg)
+    check_options(cfg)
+    check_precision(cfg)
+    check_checkpoint_folder(cfg)
+    check_compile(cfg)
+    check_eval_callback(cfg)
+    if here:
+        check_devices(cfg)
+        layout(cfg)

@@ -167,6 +167,19 @@ def test_a_key_each_row_sets_is_refused_when_typed_for_the_table(tmp_path):
     assert stage_overrides(["paper=digits_ablation", "paper.row=dmf", "debug=tiny", "seed=1"]) == ["debug=tiny", "seed=1"]
 
 
+@pytest.mark.parametrize("typed, error", [
+    ("paper.nfe=[0]", "error: paper.nfe=[0] must be a non-empty list of positive integers"),
+    ("eval.num_samples=0", "error: eval.num_samples=0 must be a positive integer"),
+])
+def test_a_bad_evaluation_value_stops_a_row_before_it_trains(tmp_path, typed, error):
+    """Checked only when the row's scoring began, after its stage and the row trained; paper.nfe was named eval.steps."""
+    out = run_py("-m", "paper=digits_ablation", "paper.row=dmf", "debug=tiny", "trainer.max_steps=1", typed,
+                 f"paper.root={tmp_path}", cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert error in out.stderr, out.stderr[-3000:]
+    assert not (tmp_path / "_stages").exists() and not list(tmp_path.rglob("*.ckpt"))
+
+
 def test_a_table_metric_the_rows_evaluation_does_not_compute_stops_before_training():
     paper = compose_config(["paper=digits_ablation", "paper.row=dmf", "paper.metric=fid"]).paper
     with pytest.raises(ConfigError, match=re.escape("paper.metric / paper.extra_metrics name ['fid']")):

@@ -117,6 +117,19 @@ def test_a_later_stage_that_cannot_train_stops_before_the_first_stage_trains(tmp
     assert not any(p.name.startswith("flow-") for p in tmp_path.iterdir())  # nothing trained
 
 
+@pytest.mark.parametrize("typed, error", [
+    ("eval.num_samples=0", "error: scoring stage flow (pipeline.evaluate[0]): eval.num_samples=0 must be a positive"),
+    ("pipeline.evaluate=[{stage: dmf, steps: [0]}]", "error: pipeline.evaluate[0].steps=[0] must be a non-empty list"),
+])
+def test_a_bad_evaluation_value_stops_before_the_first_stage_trains(tmp_path, typed, error):
+    """Checked only when scoring began: both stages trained first, and the row's steps were named eval.steps, a key
+    the pipeline refuses when typed."""
+    out = run_python("run.py", "debug=tiny", "trainer.max_steps=1", typed, f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert error in out.stderr, out.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "run.log"]  # nothing trained
+
+
 def test_an_override_that_no_stage_accepts_stops_before_training(tmp_path):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         from hydra import compose

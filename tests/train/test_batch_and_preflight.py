@@ -74,6 +74,14 @@ def test_a_key_training_would_not_honour_stops_before_training(extra, message, t
                               f"callbacks.checkpoint.dirpath={tmp_path}/checkpoints"]))
 
 
+def test_the_fid_callbacks_eval_values_stop_training_before_its_first_step(tmp_path):
+    """callbacks=with_eval read eval.labels=bogus only at its first FID check, a traceback after training steps."""
+    base = ["experiment=digits_dmf", "callbacks=with_eval", f"run_dir={tmp_path}"]
+    with pytest.raises(UsageError, match="eval.labels='bogus' must be 'random' or 'balanced'"):
+        preflight(compose_config([*base, "eval.labels=bogus"]))
+    preflight(compose_config(base))
+
+
 def test_a_required_checkpoint_is_required():
     out = run_py("experiment=dmf_xl_256")
     assert out.returncode != 0
