@@ -305,6 +305,20 @@ def test_a_mode_error_in_a_later_sweep_job_stops_the_sweep_before_its_first_job(
     assert not sweep_dir.exists() and not out_dir.exists()
 
 
+def test_a_slurm_sweep_is_not_queued_with_a_checkpoint_that_is_not_there(tmp_path):
+    """`-m hydra/launcher=slurm_h100 experiment=dmf_xl_256 ckpt=<typo> ...` called sbatch: each 8-GPU job would
+    fail on the missing file once scheduled. Local paths are checked at submission; hf:// files are the job's."""
+    from dmf.config import check_launch
+
+    sweep = ["-m", "hydra/launcher=slurm_h100", "experiment=dmf_xl_256", f"data.root={tmp_path}",
+             "guidance.omega=0.4,0.6"]
+    with pytest.raises(ConfigError, match=r"sweep job .*ckpt: .*sit.pt does not exist.*nothing of the sweep has run"):
+        check_launch([*sweep, f"ckpt={tmp_path / 'sit.pt'}"], str(CONF))
+    (tmp_path / "sit.pt").write_bytes(b"")
+    check_launch([*sweep, f"ckpt={tmp_path / 'sit.pt'}"], str(CONF))
+    check_launch([*sweep, "ckpt=hf://owner/repo/sit.pt"], str(CONF))  # fetched by the job, not at submission
+
+
 def test_a_sampler_sweep_may_share_one_eval_out_dir(tiny_ckpt, tmp_path):
     """Jobs that write other <sampler>_<steps> folders of one eval.out_dir make one table there: not refused."""
     from dmf.config import check_launch

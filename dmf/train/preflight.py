@@ -15,7 +15,7 @@ from dmf.core.options import check_known
 from dmf.core.ranks import torchrun_layout
 from dmf.eval.validate import KEYS as EVAL_KEYS, validate_eval
 from dmf.models.compile import CUDA_GRAPH_MODES
-from dmf.models.hub import resolve_path
+from dmf.models.hub import HF_PREFIX, resolve_path
 from dmf.train.batch import BatchError, BatchLayout, batch_layout, resolve_devices
 from dmf.train.module import OPTIONS
 from dmf.train.nonfinite import TRAINER_KEYS as NONFINITE_KEYS
@@ -100,12 +100,13 @@ def check_devices(cfg: DictConfig) -> None:
                              f"to run {asked} CPU processes on purpose")
 
 
-def check_files(cfg: DictConfig) -> None:
-    """Weights and statistics the run will read: a missing file (or hf:// URI offline) stops here."""
+def check_files(cfg: DictConfig, hub: bool = True) -> None:
+    """Weights and statistics the run will read: a missing file (or hf:// URI offline) stops here. hub=False: local
+    paths only (a sweep's launch check: an hf:// file is fetched by the job, not at submission)."""
     fid = "callbacks.fid.ref_stats" if OmegaConf.select(cfg, "callbacks.fid") else None
     for key in ("ckpt", "guidance.teacher.ckpt", "objective.encoder.weights", fid):
         value = OmegaConf.select(cfg, key, throw_on_missing=False) if key else None
-        if value and value not in ("???", "build"):
+        if value and value not in ("???", "build") and (hub or not str(value).startswith(HF_PREFIX)):
             try:
                 resolve_path(value, key=key)
             except (FileNotFoundError, ValueError) as err:
@@ -209,14 +210,16 @@ def check_eval_callback(cfg: DictConfig) -> None:
 
 
 def launch_checks(cfg: DictConfig, here: bool) -> None:
-    """preflight's checks that read no file, for each job of a -m sweep before the first one starts; the devices and
-    the batch layout only where the jobs run on this machine (`here`), not on a cluster's nodes."""
+    """preflight's cheap checks, for each job of a -m sweep before the first one starts or is queued: the local files
+    it names exist (a cluster's login node sees the shared file system); the devices and the batch layout only where
+    the jobs run on this machine (`here`), not on a cluster's nodes."""
     check_mandatory(cfg)
     check_options(cfg)
     check_precision(cfg)
     check_checkpoint_folder(cfg)
     check_compile(cfg)
     check_eval_callback(cfg)
+    check_files(cfg, hub=False)  # a SLURM sweep must not queue jobs that will not find their checkpoint
     if here:
         check_devices(cfg)
         layout(cfg)
