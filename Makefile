@@ -21,8 +21,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) run.py
 
-# the whole suite, slow end-to-end tests included, on two workers (pytest-xdist): 9 min 43 s to 10 min 06 s on the 2-core
-# reference machine with the cores free (2026-11-28, 657 tests), at the 10-minute budget
+# the whole suite, slow end-to-end tests included, on two workers (pytest-xdist): 9 min 43 s to 10 min 31 s on the 2-core
+# reference machine with the cores free (2026-11-28, 657 tests): at or just over the 10-minute budget
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2
 
