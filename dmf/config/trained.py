@@ -4,7 +4,7 @@ they were trained with."""
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.core.launch import leads_launch
-from dmf.core.options import flatten
+from dmf.core.options import flatten, under
 from dmf.models.checkpoint import recorded_config
 from dmf.models.hub import resolve_path
 
@@ -17,10 +17,6 @@ RUNTIME = ("model.attention", "model.compile")  # how the network runs, not what
 # are checked as the weights load, against the architecture the checkpoint records and every tensor's shape)
 FOLLOWED = ("time.path",)
 UNSET = object()
-
-
-def under(key: str, prefixes) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
 def checkpoint_record(cfg: DictConfig) -> dict | None:

@@ -5,9 +5,10 @@ import re
 from omegaconf import DictConfig, OmegaConf
 
 from dmf.config.kinds import guidance_kind, objective_kind
-from dmf.config.trained import SAME_AS, UNSET, checkpoint_record, recorded, trained_differences, under
+from dmf.config.trained import SAME_AS, UNSET, checkpoint_record, recorded, trained_differences
 from dmf.config.values import WORDS_TOO
 from dmf.core.errors import ConfigError
+from dmf.core.options import under
 from dmf.models.registry import parse_name
 
 

@@ -24,3 +24,8 @@ def flatten(d, prefix: str = "") -> dict:
         else:
             out[key] = v
     return out
+
+
+def under(key: str, prefixes) -> bool:
+    """`key` is one of the dotted `prefixes` or lies inside one (`model.depth` is under `model`)."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)

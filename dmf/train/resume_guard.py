@@ -16,7 +16,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.core.options import flatten
+from dmf.core.options import flatten, under
 from dmf.core.errors import UsageError
 from dmf.core.run_history import HISTORY, record_attempt
 from dmf.models.checkpoint import ARCHITECTURE_KEY, CONFIG_KEY, architecture, safe_load
@@ -53,10 +53,6 @@ class RunRecord(L.Callback):
         checkpoint[ARCHITECTURE_KEY] = architecture(pl_module.net)
 
 
-def _under(key: str, prefixes) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
-
-
 def same_value(a, b) -> bool:
     """Equal, or two spellings of one file (relative and absolute, `..`): a rerun typed `run_dir=outputs/x` where the
     first run recorded Hydra's absolute path gives its stages the same checkpoints under other names."""
@@ -75,10 +71,10 @@ def compare(original: dict, new: dict) -> tuple[list[str], list[str]]:
     a, b = flatten(original), flatten(new)
     frozen, changed = [], []
     for key in sorted(set(a) | set(b)):
-        if _under(key, IGNORED) or same_value(a.get(key, "<unset>"), b.get(key, "<unset>")):
+        if under(key, IGNORED) or same_value(a.get(key, "<unset>"), b.get(key, "<unset>")):
             continue
         line = f"{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}"
-        (frozen if _under(key, IMMUTABLE) and not _under(key, MUTABLE_INSIDE) else changed).append(line)
+        (frozen if under(key, IMMUTABLE) and not under(key, MUTABLE_INSIDE) else changed).append(line)
     return frozen, changed
 
 
