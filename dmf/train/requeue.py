@@ -33,18 +33,28 @@ def save_last(trainer, dirpath: str | os.PathLike, at_step_start: bool = True) -
         if getattr(callback, "save_last", False):  # this file instead of versioning its own as last-v1.ckpt
             callback.last_model_path = str(last)
             callback._last_checkpoint_saved = str(last)  # and does not write it again after the loop (on_train_end)
-    # Lightning expects checkpoints from a step's end and adds 1 to its logging step counter on resume; at a
-    # step's start that counter is already up to date
-    loop, shift = trainer.fit_loop.epoch_loop, int(at_step_start)
-    loop._batches_that_stepped -= shift
+    # At a step's start Lightning has already counted the coming batch as ready. Saved so, the restored counters
+    # disagree: Lightning misreads the restart and counts micro-batches into steps from another phase (a step of one
+    # micro-batch after the next resume). Without it the checkpoint is the state between two steps exactly.
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    shift = int(at_step_start)
+    progress.total.ready -= shift
+    progress.current.ready -= shift
     try:
         trainer.save_checkpoint(tmp, weights_only=False)  # collective: every rank calls it, rank 0 writes; resumable
     finally:
-        loop._batches_that_stepped += shift
+        progress.total.ready += shift
+        progress.current.ready += shift
     if trainer.is_global_zero:
         os.replace(tmp, last)
     trainer.strategy.barrier("dmf_save_last")
     return last
+
+
+def step_starts(trainer, batch_idx: int) -> bool:
+    """This batch is a step's first micro-batch (under gradient accumulation the others carry a partial gradient that
+    no checkpoint holds). The loaders cut each epoch to whole steps, so the phase restarts with every epoch."""
+    return batch_idx % trainer.accumulate_grad_batches == 0
 
 
 class RequeueOnSignal(Callback):
@@ -63,6 +73,8 @@ class RequeueOnSignal(Callback):
         self._caught = True  # never checkpoint inside a step: the handler may run between any two bytecodes
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if not step_starts(trainer, batch_idx):
+            return  # mid-accumulation: the flag waits for the next step
         caught = self._caught
         if trainer.world_size > 1:  # SLURM signals every task, not necessarily during the same step
             caught = trainer.strategy.reduce_boolean_decision(caught, all=False)
@@ -90,7 +102,7 @@ class RollingLast(Callback):
         self._last = time.monotonic()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if self.every_s is None or trainer.global_step == 0:
+        if self.every_s is None or trainer.global_step == 0 or not step_starts(trainer, batch_idx):
             return
         due = time.monotonic() - self._last >= self.every_s
         if trainer.world_size > 1:  # clocks differ per rank: rank 0 decides

@@ -6,9 +6,13 @@ from lightning.pytorch import Callback
 
 
 class SignalAt(Callback):
-    def __init__(self, step: int, signum: str = "SIGUSR2"):
-        self.step, self.signum = step, signal.Signals[signum]
+    """Signals once `step` optimizer steps are done, after the micro-batch that did the last of them; with `mid_step`,
+    after the next step's first micro-batch instead (mid-accumulation: a checkpoint has to wait for the step after)."""
+
+    def __init__(self, step: int, signum: str = "SIGUSR2", mid_step: bool = False):
+        self.step, self.signum, self.mid_step = step, signal.Signals[signum], mid_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
+        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if trainer.global_step == self.step and stepped != self.mid_step:
             os.kill(os.getpid(), self.signum)

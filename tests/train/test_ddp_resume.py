@@ -61,18 +61,14 @@ def assert_same_samples_and_weights(whole: Path, split: Path, records: list[Path
 
 
 @pytest.mark.slow
-def test_a_ddp_run_stopped_by_max_steps_mid_epoch_resumes_each_ranks_samples(whole, tmp_path):
-    train(tmp_path / "split", 3, tmp_path / "first")  # stops mid-epoch: step 3 of 8
-    train(tmp_path / "split", STEPS, tmp_path / "resumed")  # resume=auto from checkpoints/last.ckpt
-    assert sorted(torch.load(tmp_path / "resumed" / "rank0.pt")) == list(range(3, STEPS))
-    assert_same_samples_and_weights(whole, tmp_path / "split", [tmp_path / "first", tmp_path / "resumed"], 0)
-
-
-@pytest.mark.slow
-def test_a_ddp_run_stopped_by_the_requeue_signal_mid_epoch_resumes_each_ranks_samples(whole, tmp_path):
-    # SIGUSR2 during step 2 on both ranks (SLURM signals every task): last.ckpt at step 3's start, then exit
-    train(tmp_path / "split", STEPS, tmp_path / "first", "+callbacks.signal._target_=tests.train.signal_at.SignalAt",
-          "+callbacks.signal.step=3", stopped=True)
-    train(tmp_path / "split", STEPS, tmp_path / "resumed")
-    assert sorted(torch.load(tmp_path / "resumed" / "rank0.pt")) == list(range(3, STEPS))
-    assert_same_samples_and_weights(whole, tmp_path / "split", [tmp_path / "resumed"], 3)
+def test_a_ddp_run_stopped_by_the_signal_and_by_max_steps_resumes_each_ranks_samples(whole, tmp_path):
+    """A SLURM run requeued, then extended: each resume continues every rank's stream and the step's micro-batches."""
+    split = tmp_path / "split"
+    # SIGUSR2 (SLURM signals every task) after step 2's first micro-batch: last.ckpt waits for step 3's start
+    train(split, STEPS, tmp_path / "first", "+callbacks.signal._target_=tests.train.signal_at.SignalAt",
+          "+callbacks.signal.step=2", "+callbacks.signal.mid_step=true", stopped=True)
+    assert torch.load(split / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+    train(split, 6, tmp_path / "second")  # resumed, stopped by trainer.max_steps mid-epoch (last.ckpt at step 5's end)
+    train(split, STEPS, tmp_path / "third")  # resumed again, across the epoch's end
+    assert sorted(torch.load(tmp_path / "third" / "rank0.pt")) == list(range(6, STEPS))
+    assert_same_samples_and_weights(whole, split, [tmp_path / "second", tmp_path / "third"], 3)
