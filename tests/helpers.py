@@ -56,13 +56,14 @@ def compose_config(overrides: list[str]):
 
 
 def run_python(script: str, *args: str, cwd: Path = ROOT, check: bool = False, timeout: int = 300,
-               unset: tuple[str, ...] = (), launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+               unset: tuple[str, ...] = (), launcher: tuple[str, ...] = (), env: dict | None = None
+               ) -> subprocess.CompletedProcess:
     """`python <script> <args>` in a subprocess (script relative to the repo root: run.py, bench/...), as a user
     types it. One torch thread: the tiny test networks gain nothing from more, and spinning threads stall a shared
     2-core machine. check: assert it exited 0, showing the tails of its output. unset: environment variables the
-    script must not see (e.g. TRITON_INTERPRET, which tests/conftest.py sets). launcher: python's arguments
-    before the script, e.g. ("-m", "torch.distributed.run", "--nproc_per_node=2") for torchrun."""
-    env = {key: value for key, value in os.environ.items() if key not in unset}
+    script must not see (e.g. TRITON_INTERPRET, which tests/conftest.py sets); env: ones to set. launcher: python's
+    arguments before the script, e.g. ("-m", "torch.distributed.run", "--nproc_per_node=2") for torchrun."""
+    env = {**{key: value for key, value in os.environ.items() if key not in unset}, **(env or {})}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, *launcher, str(ROOT / script), *args], cwd=cwd, capture_output=True,
                          text=True, timeout=timeout, env=env)

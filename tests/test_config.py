@@ -305,10 +305,12 @@ def test_a_mode_error_in_a_later_sweep_job_stops_the_sweep_before_its_first_job(
     assert not sweep_dir.exists() and not out_dir.exists()
 
 
-def test_a_slurm_sweep_is_not_queued_with_a_checkpoint_that_is_not_there(tmp_path):
+def test_a_slurm_sweep_is_not_queued_with_a_checkpoint_that_is_not_there(tmp_path, monkeypatch):
     """`-m hydra/launcher=slurm_h100 experiment=dmf_xl_256 ckpt=<typo> ...` called sbatch: each 8-GPU job would
     fail on the missing file once scheduled. Local paths are checked at submission; hf:// files are the job's."""
     from dmf.config import check_launch
+
+    monkeypatch.setattr("dmf.config.launch.check_slurm_reachable", lambda: None)  # as on a login node
 
     sweep = ["-m", "hydra/launcher=slurm_h100", "experiment=dmf_xl_256", f"data.root={tmp_path}",
              "guidance.omega=0.4,0.6"]
@@ -317,6 +319,33 @@ def test_a_slurm_sweep_is_not_queued_with_a_checkpoint_that_is_not_there(tmp_pat
     (tmp_path / "sit.pt").write_bytes(b"")
     check_launch([*sweep, f"ckpt={tmp_path / 'sit.pt'}"], str(CONF))
     check_launch([*sweep, "ckpt=hf://owner/repo/sit.pt"], str(CONF))  # fetched by the job, not at submission
+
+
+@pytest.mark.parametrize("sinfo", [None, "Could not establish a configuration source"], ids=["no_client", "no_cluster"])
+def test_a_slurm_sweep_where_slurm_cannot_be_reached_is_one_line(sinfo, tmp_path):
+    """Without a SLURM client (or with one that reaches no controller) submitit ended the sweep in a ~45-line
+    traceback from sbatch, after the sweep's checks."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if sinfo is not None:
+        for tool in ("sbatch", "sinfo"):
+            (bin_dir / tool).write_text(f"#!/bin/sh\necho '{tool}: fatal: {sinfo}' >&2\nexit 1\n")
+            (bin_dir / tool).chmod(0o755)
+    out = run_cli("-m", "hydra/launcher=slurm_cpu", "experiment=digits_dmf", "seed=0,1",
+                  f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"PATH": str(bin_dir)})
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    expected = ("this machine has no SLURM client (sbatch, sinfo)" if sinfo is None else
+                f"SLURM cannot be reached from here (sinfo: sinfo: fatal: {sinfo})")
+    assert f"error: hydra/launcher: {expected}" in out.stderr, out.stderr
+    assert "drop hydra/launcher" in out.stderr and not (tmp_path / "sweep").exists()
+
+
+def test_a_launcher_without_m_is_refused_rather_than_running_here(tmp_path):
+    """Hydra uses hydra/launcher for -m only: `python run.py hydra/launcher=slurm_h100 ...` started the 8-GPU job on
+    the login node."""
+    out = run_cli("hydra/launcher=slurm_cpu", "experiment=digits_dmf", f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 2 and "hydra/launcher=slurm_cpu submits -m sweeps only" in out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_sampler_sweep_may_share_one_eval_out_dir(tiny_ckpt, tmp_path):

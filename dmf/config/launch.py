@@ -4,9 +4,12 @@ import difflib
 import importlib
 import itertools
 import re
+import shutil
+import subprocess
 
 from omegaconf import DictConfig, OmegaConf
 
+from dmf.config.resolvers import register_resolvers
 from dmf.config.typed import override_key, validate_typed
 from dmf.config.values import validate
 from dmf.core.errors import ConfigError, UsageError
@@ -70,11 +73,16 @@ def check_launch(args: list[str], conf_dir: str) -> None:
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):  # --cfg job, --help, ...
         return
     multirun = bool({"-m", "--multirun"} & set(args))
+    launcher = [a for a in args if override_key(a) == "hydra/launcher"]
+    if launcher and not multirun:  # Hydra uses a launcher only for -m: the job would run on this machine
+        raise ConfigError(f"{launcher[0]} submits -m sweeps only; without -m this job would run here: add -m "
+                          "(one job is a sweep of one)")
     jobs = sweep_jobs(args) if multirun else [[a for a in args if not a.startswith("-")]]
     if not jobs:
         return
     from hydra import compose, initialize_config_dir
 
+    register_resolvers()  # the configs' own interpolations (dmf.launcher, ...), whoever calls this
     sweep = []
     with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
         def composed(overrides):
@@ -104,6 +112,23 @@ def check_launch(args: list[str], conf_dir: str) -> None:
                 raise ConfigError(f"sweep job `{' '.join(job)}`: {err} (nothing of the sweep has run)") from None
             except Exception:  # noqa: BLE001 -- not the user's to fix here: the job reports it as it runs
                 continue
+    if multirun and launcher and launcher[-1].split("=", 1)[1].startswith(("slurm", "submitit_slurm")):
+        check_slurm_reachable()
+
+
+def check_slurm_reachable() -> None:
+    """A SLURM launcher submits with sbatch: without a SLURM client, or one that reaches no cluster, submitit stopped
+    with a long traceback after the sweep's checks. `sinfo` asks the controller what sbatch would."""
+    fix = "launch from a SLURM login node, or drop hydra/launcher to run the sweep's jobs on this machine"
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        raise ConfigError(f"hydra/launcher: this machine has no SLURM client (sbatch, sinfo): {fix}")
+    try:
+        out = subprocess.run(["sinfo", "--noheader", "--format=%P"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return  # a slow controller: sbatch waits for it too
+    if out.returncode != 0:
+        said = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+        raise ConfigError(f"hydra/launcher: SLURM cannot be reached from here (sinfo: {said}): {fix}")
 
 
 def mode_check(cfg: DictConfig):
