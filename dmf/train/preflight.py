@@ -101,16 +101,22 @@ def check_devices(cfg: DictConfig) -> None:
 
 
 def check_files(cfg: DictConfig, hub: bool = True) -> None:
-    """Weights and statistics the run will read: a missing file (or hf:// URI offline) stops here. hub=False: local
-    paths only (a sweep's launch check: an hf:// file is fetched by the job, not at submission)."""
+    """Weights and statistics the run will read: missing files (or hf:// URIs offline) stop here, all named at once.
+    hub=False: local paths only (a sweep's launch check: an hf:// file is fetched by the job, not at submission)."""
     fid = "callbacks.fid.ref_stats" if OmegaConf.select(cfg, "callbacks.fid") else None
+    problems = []
     for key in ("ckpt", "guidance.teacher.ckpt", "objective.encoder.weights", fid):
         value = OmegaConf.select(cfg, key, throw_on_missing=False) if key else None
         if value and value not in ("???", "build") and (hub or not str(value).startswith(HF_PREFIX)):
             try:
                 resolve_path(value, key=key)
             except (FileNotFoundError, ValueError) as err:
-                raise PreflightError(str(err)) from None
+                problems.append(str(err))
+    if len(problems) == 1:
+        raise PreflightError(problems[0])
+    if problems:
+        raise PreflightError(f"{len(problems)} files the run reads are not there:\n" +
+                             "\n".join(f"  {p}" for p in problems))
 
 
 def layout(cfg: DictConfig) -> BatchLayout:

@@ -1,5 +1,6 @@
 """The global batch is what a run states, whatever the device count; a run that cannot be what it says stops
 before anything starts, with one message naming the key and the fix."""
+import re
 from functools import partial
 
 import pytest
@@ -139,6 +140,18 @@ def test_missing_repa_encoder_weights_stop_training_before_it_starts(tmp_path):
                           f"objective.encoder.weights={tmp_path / 'dinov2.safetensors'}"])
     with pytest.raises(PreflightError, match=r"objective.encoder.weights: .*dinov2.safetensors does not exist"):
         check_files(cfg)
+
+
+def test_every_missing_file_is_named_at_once(tmp_path):
+    """One run through run.py: the checkpoint and the encoder weights, each with its key (the first alone was named:
+    fix it, launch again, meet the next)."""
+    out = run_py("experiment=sit_xl_256_repa", f"ckpt={tmp_path / 'sit.pt'}", f"data.root={tmp_path}",
+                 f"objective.encoder.weights={tmp_path / 'dinov2.safetensors'}", "trainer.devices=1",
+                 f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "error: 2 files the run reads are not there:" in out.stderr, out.stderr
+    assert re.search(r"\n  ckpt: .*sit.pt does not exist", out.stderr), out.stderr
+    assert re.search(r"\n  objective.encoder.weights: .*dinov2.safetensors does not exist", out.stderr), out.stderr
 
 
 def test_every_optimizer_step_of_an_epoch_is_the_global_batch(tmp_path):
