@@ -62,6 +62,12 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def without_repeats(overrides: list[str]) -> list[str]:
+    """A command to print: each key once, where its last value stands (Hydra's last wins, so the run is the same)."""
+    last = {override.split("=", 1)[0]: i for i, override in enumerate(overrides)}
+    return [o for i, o in enumerate(overrides) if last[o.split("=", 1)[0]] == i]
+
+
 def typed_booleans(cfg: DictConfig, given: dict[str, str]) -> None:
     """`eval.overwrite=no`: Hydra keeps a word it does not read as a boolean as text, which Python takes as true
     (the result would be deleted). A key whose value without the command line is true/false must stay so."""

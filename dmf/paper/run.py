@@ -16,7 +16,7 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.config import override_key, validate
+from dmf.config import override_key, validate, without_repeats
 from dmf.core.errors import ConfigError
 from dmf.core.files import write_json_atomic
 from dmf.core.launch import leads_launch
@@ -90,7 +90,7 @@ def train_into(run_dir: Path, overrides: list[str], extra: list[str]) -> Path:
     from dmf.train.reuse import train_or_reuse
 
     cfg = compose_stage([*overrides, f"run_dir={run_dir}"], extra)
-    print(f"[dmf] paper: python run.py {' '.join([*overrides, *extra, f'run_dir={run_dir}'])}")
+    print(f"[dmf] paper: python run.py {' '.join(without_repeats([*overrides, *extra, f'run_dir={run_dir}']))}")
     return train_or_reuse(cfg, DONE, time.strftime("%Y-%m-%d %H:%M:%S\n"), stale,
                           say=lambda message: print(f"[dmf] paper: {message}"))
 

@@ -29,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dmf.config import override_key, validate, validate_typed
+from dmf.config import override_key, validate, validate_typed, without_repeats
 from dmf.core.errors import ConfigError
 from dmf.core.files import folder_lock, write_json_atomic, write_text_atomic
 from dmf.core.options import check_known
@@ -191,7 +191,8 @@ def run_stage(name: str, spec: DictConfig, overrides: list[str], store: Path, pa
     identity = training_identity(stage_cfg, content_hash(parent_ckpt) if parent_ckpt else None)
     stage_dir = store / f"{name}-{short_hash(identity)}"
     OmegaConf.update(stage_cfg, "run_dir", str(stage_dir))
-    log.info(f"stage {name}: python run.py mode=train experiment={spec.experiment} {' '.join(stage_overrides)} "
+    log.info(f"stage {name}: python run.py mode=train experiment={spec.experiment} "
+             f"{' '.join(without_repeats(stage_overrides))} "
              f"run_dir={stage_dir}")
 
     def stale(last: Path, differences: list[str]) -> str:  # e.g. trained further by hand (mode=train run_dir=<stage>)

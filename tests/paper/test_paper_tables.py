@@ -118,8 +118,12 @@ def test_digits_ablation_two_rows_launch_and_collect(tmp_path):
 @pytest.mark.slow
 def test_debug_tiny_on_the_command_line_reaches_the_rows_and_their_stages(tmp_path):
     """debug=tiny is a config group of global package (no key of the config): it must reach every stage anyway."""
-    run_py("-m", "paper=digits_ablation", "paper.row=dmf", "debug=tiny", "trainer.max_steps=2",
-           f"paper.root={tmp_path}", cwd=tmp_path, check=True)
+    out = run_py("-m", "paper=digits_ablation", "paper.row=dmf", "debug=tiny", "trainer.max_steps=2",
+                 f"paper.root={tmp_path}", cwd=tmp_path, check=True)
+    # the row's and its stage's commands, printed to paste: each key once (trainer.max_steps was there twice)
+    printed = [line.split("python run.py ", 1)[1].split() for line in (out.stdout + out.stderr).splitlines()
+               if "] paper: python run.py " in line or "stage flow: python run.py " in line]
+    assert len(printed) == 2 and all(len({o.split("=", 1)[0] for o in c}) == len(c) for c in printed), printed
     (flow,) = (tmp_path / "_stages").iterdir()
     for run in (flow, tmp_path / "dmf"):
         cfg = OmegaConf.load(run / "config_history" / "attempt_001" / "config.yaml")
