@@ -260,6 +260,21 @@ def test_a_misspelt_key_or_option_is_one_line_with_the_near_one(typed, message, 
     assert "+trainer.max_step" not in out.stderr and not (tmp_path / "run").exists()
 
 
+def test_a_stage_or_row_key_typed_for_the_launching_config_names_where_it_goes(tmp_path):
+    """`python run.py objective.repa_weight=0.5` said "objective has cfg_prob, logvar_pairs, jvp" (the default
+    pipeline's own objective is DMF's), though its flow stage has the key; the stage override it names composes."""
+    from dmf.config import check_launch
+
+    expected = ("objective.repa_weight is a key of stage flow, not of the pipeline's own config: give it to the "
+                "stage with 'pipeline.stages.flow.overrides=[\"objective.repa_weight=0.5\"]'")
+    with pytest.raises(ConfigError, match=f"^{re.escape(expected)}$") as caught:
+        check_launch(["objective.repa_weight=0.5"], str(CONF))
+    check_launch([str(caught.value).rsplit("with ", 1)[1].strip("'")], str(CONF))
+    with pytest.raises(ConfigError, match=r"guidance.omega is a key of rows mf_mg, dmf_mg, mf_mg_repa, dmf_mg_repa "
+                                          r"of paper=digits_ablation, .* conf/paper/digits_ablation.yaml"):
+        check_launch(["-m", "paper=digits_ablation", "guidance.omega=0.3"], str(CONF))
+
+
 def test_a_bad_value_in_a_later_sweep_job_stops_the_sweep_before_its_first_job(tmp_path):
     """`-m seed=0,x` trained seed 0 (or queued it on SLURM) and only then stopped at seed x."""
     out = run_cli("-m", "mode=train", "debug=tiny", "trainer.max_steps=1", "seed=0,x", f"hydra.sweep.dir={tmp_path / 's'}")

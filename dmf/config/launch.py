@@ -46,6 +46,8 @@ def explain_composition(err: Exception, job: list[str], compose) -> str | None:
             base = compose(rest)
         except Exception:  # noqa: BLE001 -- another override fails too: Hydra names that one
             return None
+        if (message := stage_key(base, key, next(o for o in job if override_key(o) == key), compose)) is not None:
+            return message
         head, _, leaf = key.rpartition(".")
         parent = OmegaConf.select(base, head) if head else base
         if not isinstance(parent, DictConfig):  # the misspelling is higher up: compare whole paths
@@ -62,6 +64,33 @@ def explain_composition(err: Exception, job: list[str], compose) -> str | None:
         options = re.findall(r"^\t(\S+)$", text.split("Available options", 1)[-1].split("Config search path")[0], re.M)
         if options:
             return f"{group}={name} is not an option of {group}: {', '.join(options)}"
+    return None
+
+
+def stage_key(base: DictConfig, key: str, override: str, compose) -> str | None:
+    """A key that a pipeline's stage or a paper table's row has, typed for the launching config, which lacks it (e.g.
+    `objective.repa_weight` of the REPA flow stage under the default pipeline): where it goes instead."""
+    def owners(configs: dict) -> list[str]:
+        found = []
+        for name, overrides in configs.items():
+            try:
+                cfg = compose(list(overrides))
+            except Exception:  # noqa: BLE001 -- a stage that does not compose alone says nothing here
+                continue
+            if OmegaConf.select(cfg, key, default=None, throw_on_missing=False) is not None or key in flatten(
+                    OmegaConf.to_container(cfg, resolve=False)):
+                found.append(name)
+        return found
+    if stages := OmegaConf.select(base, "pipeline.stages"):
+        if names := owners({n: [f"experiment={s.experiment}"] for n, s in stages.items()}):
+            return (f"{key} is a key of stage {' and '.join(names)}, not of the pipeline's own config: give it to "
+                    f"the stage with 'pipeline.stages.{names[0]}.overrides=[\"{override.lstrip('+')}\"]'")
+    if (rows := OmegaConf.select(base, "paper.rows")) and (table := OmegaConf.select(base, "paper.name")):
+        common = list(OmegaConf.select(base, "paper.common") or [])
+        if names := owners({n: [*common, *r.get("overrides", [])] for n, r in rows.items()}):
+            return (f"{key} is a key of rows {', '.join(names)} of paper={table}, not of the config the table "
+                    f"launches from: a row's values are its overrides in conf/paper/{table}.yaml (a copy of that file "
+                    f"under another name makes a table of your own), or run a row's experiment alone with mode=train")
     return None
 
 
