@@ -22,7 +22,9 @@ demo: $(STAMP)
 	$(PY) run.py
 
 # the whole suite, slow end-to-end tests included, on two workers (pytest-xdist): 9 min 43 s to 10 min 31 s on the 2-core
-# reference machine with the cores free (2026-11-28, 657 tests): at or just over the 10-minute budget
+# reference machine with the cores free (2026-11-28, 657 tests): at or just over the 10-minute budget. On a 2-core
+# machine where `import torch, lightning` takes 10 s it took 21 min 16 s (2026-11-28, 660 tests): most
+# tests launch run.py as a user does, and each launch pays that import
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2
 
