@@ -1,6 +1,7 @@
 """Checks of what the command line typed (Hydra's overrides and group choices): a key this launch would not read, or
 would read otherwise than meant, is said, not dropped."""
 import re
+import weakref
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -68,6 +69,9 @@ def without_repeats(overrides: list[str]) -> list[str]:
     return [o for i, o in enumerate(overrides) if last[o.split("=", 1)[0]] == i]
 
 
+_BASES = weakref.WeakKeyDictionary()  # Hydra instance -> {typed groups: the config they compose to} (read only)
+
+
 def typed_booleans(cfg: DictConfig, given: dict[str, str]) -> None:
     """`eval.overwrite=no`: Hydra keeps a word it does not read as a boolean as text, which Python takes as true
     (the result would be deleted). A key whose value without the command line is true/false must stay so."""
@@ -86,7 +90,11 @@ def typed_booleans(cfg: DictConfig, given: dict[str, str]) -> None:
     if not values or not GlobalHydra.instance().is_initialized():
         return
     choices = [o for k, o in given.items() if "." not in k and not k.startswith("hydra")]  # the groups, no values
-    base = compose(config_name="config", overrides=choices)
+    # a recipe checks each stage override alone (dmf/pipelines/recipe.py `reads`): mostly the same base, and a compose
+    # costs about half a second; cached per Hydra instance (each holds its own config folder)
+    cache = _BASES.setdefault(GlobalHydra.instance().hydra, {})
+    if (base := cache.get(tuple(choices))) is None:
+        base = cache[tuple(choices)] = compose(config_name="config", overrides=choices)
     for key in values:
         if isinstance(value(base, key), bool):
             raise ConfigError(f"{given[key]}: {key} is true or false (Hydra keeps any other word as text, which "
