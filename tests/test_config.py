@@ -336,17 +336,20 @@ def test_a_slurm_sweep_is_not_queued_with_a_checkpoint_that_is_not_there(tmp_pat
     check_launch([*sweep, "ckpt=hf://owner/repo/sit.pt"], str(CONF))  # fetched by the job, not at submission
 
 
-@pytest.mark.parametrize("sinfo", [None, "Could not establish a configuration source"], ids=["no_client", "no_cluster"])
-def test_a_slurm_sweep_where_slurm_cannot_be_reached_is_one_line(sinfo, tmp_path):
+@pytest.mark.parametrize("launcher, sinfo", [("slurm_cpu", None), ("slurm_cpu", "Could not establish a configuration "
+                                             "source"), ("submitit_slurm", None)],
+                         ids=["no_client", "no_cluster", "the_plugins_own_preset"])
+def test_a_slurm_sweep_where_slurm_cannot_be_reached_is_one_line(launcher, sinfo, tmp_path):
     """Without a SLURM client (or with one that reaches no controller) submitit ended the sweep in a ~45-line
-    traceback from sbatch, after the sweep's checks."""
+    traceback from sbatch, after the sweep's checks. Any preset that launches with SLURM is checked, whatever its
+    name."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     if sinfo is not None:
         for tool in ("sbatch", "sinfo"):
             (bin_dir / tool).write_text(f"#!/bin/sh\necho '{tool}: fatal: {sinfo}' >&2\nexit 1\n")
             (bin_dir / tool).chmod(0o755)
-    out = run_cli("-m", "hydra/launcher=slurm_cpu", "experiment=digits_dmf", "seed=0,1",
+    out = run_cli("-m", f"hydra/launcher={launcher}", "experiment=digits_dmf", "seed=0,1",
                   f"hydra.sweep.dir={tmp_path / 'sweep'}", env={"PATH": str(bin_dir)})
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     expected = ("this machine has no SLURM client (sbatch, sinfo)" if sinfo is None else

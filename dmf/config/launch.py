@@ -141,8 +141,10 @@ def check_launch(args: list[str], conf_dir: str) -> None:
                 raise ConfigError(f"sweep job `{' '.join(job)}`: {err} (nothing of the sweep has run)") from None
             except Exception:  # noqa: BLE001 -- not the user's to fix here: the job reports it as it runs
                 continue
-    if multirun and launcher and launcher[-1].split("=", 1)[1].startswith(("slurm", "submitit_slurm")):
-        check_slurm_reachable()
+        if multirun and launcher:  # a preset of ours or the user's: what it launches with decides
+            hydra_cfg = compose(config_name="config", overrides=jobs[0], return_hydra_config=True)
+            if "slurm" in str(OmegaConf.select(hydra_cfg, "hydra.launcher._target_", default="")).lower():
+                check_slurm_reachable()
 
 
 def check_slurm_reachable() -> None:
