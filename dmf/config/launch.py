@@ -13,7 +13,7 @@ from dmf.config.resolvers import register_resolvers
 from dmf.config.typed import override_key, validate_typed
 from dmf.config.values import validate
 from dmf.core.errors import ConfigError, UsageError
-from dmf.core.options import flatten
+from dmf.core.options import flatten, under
 
 # a sweep job's run dir before Hydra names it (`${hydra:runtime.output_dir}` resolves only inside the job): the mode
 # checks at launch compose and check paths under it, and nothing is written there
@@ -77,8 +77,8 @@ def stage_key(base: DictConfig, key: str, override: str, compose) -> str | None:
                 cfg = compose(list(overrides))
             except Exception:  # noqa: BLE001 -- a stage that does not compose alone says nothing here
                 continue
-            if OmegaConf.select(cfg, key, default=None, throw_on_missing=False) is not None or key in flatten(
-                    OmegaConf.to_container(cfg, resolve=False)):
+            # unresolved: a stage's ${hydra:...} values resolve only inside its job
+            if any(under(k, (key,)) for k in flatten(OmegaConf.to_container(cfg, resolve=False))):
                 found.append(name)
         return found
     if stages := OmegaConf.select(base, "pipeline.stages"):

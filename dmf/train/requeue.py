@@ -53,7 +53,7 @@ def save_last(trainer, dirpath: str | os.PathLike, at_step_start: bool = True) -
 
 def step_starts(trainer, batch_idx: int) -> bool:
     """This batch is a step's first micro-batch (under gradient accumulation the others carry a partial gradient that
-    no checkpoint holds). The loaders cut each epoch to whole steps, so the phase restarts with every epoch."""
+    no checkpoint holds). Lightning's own test: batch_idx restarts with every epoch, and so does accumulation."""
     return batch_idx % trainer.accumulate_grad_batches == 0
 
 
