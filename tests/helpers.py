@@ -1,7 +1,11 @@
 """Shared test utilities: tiny models, config composition, compat loading, scripts run as a user runs them."""
+import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -58,15 +62,73 @@ def compose_config(overrides: list[str]):
 def run_python(script: str, *args: str, cwd: Path = ROOT, check: bool = False, timeout: int = 300,
                unset: tuple[str, ...] = (), launcher: tuple[str, ...] = (), env: dict | None = None
                ) -> subprocess.CompletedProcess:
-    """`python <script> <args>` in a subprocess (script relative to the repo root: run.py, bench/...), as a user
-    types it. One torch thread: the tiny test networks gain nothing from more, and spinning threads stall a shared
-    2-core machine. check: assert it exited 0, showing the tails of its output. unset: environment variables the
-    script must not see (e.g. TRITON_INTERPRET, which tests/conftest.py sets); env: ones to set. launcher: python's
-    arguments before the script, e.g. ("-m", "torch.distributed.run", "--nproc_per_node=2") for torchrun."""
+    """`python <script> <args>` (script relative to the repo root: run.py, bench/...), as a user types it. One torch
+    thread: the tiny test networks gain nothing from more, and spinning threads stall a shared 2-core machine.
+    check: assert it exited 0, showing the tails of its output. unset: environment variables the script must not see
+    (e.g. TRITON_INTERPRET, which tests/conftest.py sets); env: ones to set. launcher: python's arguments before the
+    script, e.g. ("-m", "torch.distributed.run", "--nproc_per_node=2") for torchrun.
+    Runs in a child of this worker's warm interpreter (tests/warm_python.py) where nothing read at import differs;
+    else, or with DMF_TEST_COLD=1, in a new process."""
     env = {**{key: value for key, value in os.environ.items() if key not in unset}, **(env or {})}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    out = subprocess.run([sys.executable, *launcher, str(ROOT / script), *args], cwd=cwd, capture_output=True,
-                         text=True, timeout=timeout, env=env)
+    command = [sys.executable, *launcher, str(ROOT / script), *args]
+    warm = None if launcher or os.environ.get("DMF_TEST_COLD") else WarmPython.get()
+    if warm is not None and warm.can_run(env):
+        out = warm.run(command, str(ROOT / script), list(args), cwd, env, timeout)
+    else:
+        out = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check:
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     return out
+
+
+class WarmPython:
+    """This worker's tests/warm_python.py server, started at the first script run."""
+    # read when the script runs, not at import: may differ from the server's environment
+    RUNTIME_ENV = ("PATH", "PYTEST_CURRENT_TEST")
+    _server: "WarmPython | None" = None
+
+    @classmethod
+    def get(cls) -> "WarmPython | None":
+        if cls._server is None:
+            cls._server = cls()
+        return cls._server if cls._server.proc is not None else None
+
+    def __init__(self):
+        self.env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "warm_python.py")], cwd=ROOT, env=self.env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":  # e.g. an import started a thread: run cold
+            self.proc.kill()
+            self.proc = None
+
+    def can_run(self, env: dict) -> bool:
+        return all(env.get(k) == self.env.get(k) for k in {*env, *self.env} - set(self.RUNTIME_ENV))
+
+    def run(self, command: list, script: str, args: list, cwd: Path, env: dict, timeout: float
+            ) -> subprocess.CompletedProcess:
+        with tempfile.TemporaryDirectory() as tmp:
+            stdout, stderr = Path(tmp, "stdout"), Path(tmp, "stderr")
+            stdout.touch(), stderr.touch()
+            request = dict(script=script, args=args, cwd=str(cwd), env=env, stdout=str(stdout), stderr=str(stderr))
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            pid = int(self.proc.stdout.readline())
+            timed_out = threading.Event()
+            timer = threading.Timer(timeout, kill_group, (pid, timed_out))
+            timer.start()
+            status = int(self.proc.stdout.readline())
+            timer.cancel()
+            out, err = stdout.read_text(errors="replace"), stderr.read_text(errors="replace")
+        if timed_out.is_set():  # as subprocess.run(timeout=...) says it
+            raise subprocess.TimeoutExpired(command, timeout, out, err)
+        return subprocess.CompletedProcess(command, os.waitstatus_to_exitcode(status), out, err)
+
+
+def kill_group(pid: int, killed: threading.Event) -> None:
+    """Kills the job's process group (the script and what it started)."""
+    killed.set()
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # it had just ended
+        pass

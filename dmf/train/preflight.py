@@ -100,22 +100,28 @@ def check_devices(cfg: DictConfig) -> None:
                              f"to run {asked} CPU processes on purpose")
 
 
-def check_files(cfg: DictConfig, hub: bool = True) -> None:
-    """Weights and statistics the run will read: missing files (or hf:// URIs offline) stop here, all named at once.
-    hub=False: local paths only (a sweep's launch check: an hf:// file is fetched by the job, not at submission)."""
+def check_files(cfg: DictConfig, submission: bool = False) -> None:
+    """Weights and statistics the run will read, and its dataset folder: missing ones (or hf:// URIs offline) stop
+    here, all named at once. submission: a sweep's launch check, of local files only: an hf:// file is fetched by the
+    job, and a job's nodes may see its data folder where the login node does not (e.g. staged to local disk)."""
     fid = "callbacks.fid.ref_stats" if OmegaConf.select(cfg, "callbacks.fid") else None
     problems = []
     for key in ("ckpt", "guidance.teacher.ckpt", "objective.encoder.weights", fid):
         value = OmegaConf.select(cfg, key, throw_on_missing=False) if key else None
-        if value and value not in ("???", "build") and (hub or not str(value).startswith(HF_PREFIX)):
+        if value and value not in ("???", "build") and not (submission and str(value).startswith(HF_PREFIX)):
             try:
                 resolve_path(value, key=key)
             except (FileNotFoundError, ValueError) as err:
                 problems.append(str(err))
+    # a folder dataset's root (data.root, or DMF_DATA in its default); its index is read with the datamodule
+    root = OmegaConf.select(cfg, "data.datamodule.root", throw_on_missing=False)
+    if not submission and root not in (None, "???") and not Path(root).expanduser().is_dir():
+        problems.append(f"data.root: {root} is not a folder (data.root=<folder>, or DMF_DATA for the default "
+                        f"${{DMF_DATA}}/imagenet<resolution>, chooses the dataset)")
     if len(problems) == 1:
         raise PreflightError(problems[0])
     if problems:
-        raise PreflightError(f"{len(problems)} files the run reads are not there:\n" +
+        raise PreflightError(f"{len(problems)} inputs of the run are not there:\n" +
                              "\n".join(f"  {p}" for p in problems))
 
 
@@ -225,7 +231,7 @@ def launch_checks(cfg: DictConfig, here: bool) -> None:
     check_checkpoint_folder(cfg)
     check_compile(cfg)
     check_eval_callback(cfg)
-    check_files(cfg, hub=False)  # a SLURM sweep must not queue jobs that will not find their checkpoint
+    check_files(cfg, submission=True)  # a SLURM sweep must not queue jobs that will not find their checkpoint
     if here:
         check_devices(cfg)
         layout(cfg)

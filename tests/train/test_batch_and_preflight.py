@@ -110,13 +110,16 @@ def test_nodes_that_nothing_starts_stop_at_once_instead_of_waiting_forever(monke
     check_devices(cfg)
 
 
-def test_a_bad_data_root_stops_before_training(tmp_path):
+def test_a_data_root_without_a_dataset_stops_before_training(tmp_path):
+    """The folder exists (a missing one is named with the files: test_every_missing_input_is_named_at_once), but
+    holds no dataset: the datamodule's index read says so, in one line."""
     ckpt = tmp_path / "sit.pt"
     ckpt.write_bytes(b"")  # only its existence is checked before the data
-    out = run_py("experiment=dmf_xl_256", f"ckpt={ckpt}", "trainer.devices=1", f"data.root={tmp_path / 'nowhere'}",
+    (tmp_path / "empty").mkdir()
+    out = run_py("experiment=dmf_xl_256", f"ckpt={ckpt}", "trainer.devices=1", f"data.root={tmp_path / 'empty'}",
                  f"hydra.run.dir={tmp_path / 'run'}")
-    assert out.returncode != 0
-    assert "data:" in out.stderr and "nowhere" in out.stderr and "data.root or DMF_DATA" in out.stderr
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "data:" in out.stderr and "empty" in out.stderr and "data.root or DMF_DATA" in out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -142,16 +145,17 @@ def test_missing_repa_encoder_weights_stop_training_before_it_starts(tmp_path):
         check_files(cfg)
 
 
-def test_every_missing_file_is_named_at_once(tmp_path):
-    """One run through run.py: the checkpoint and the encoder weights, each with its key (the first alone was named:
-    fix it, launch again, meet the next)."""
-    out = run_py("experiment=sit_xl_256_repa", f"ckpt={tmp_path / 'sit.pt'}", f"data.root={tmp_path}",
+def test_every_missing_input_is_named_at_once(tmp_path):
+    """One run through run.py: the checkpoint, the encoder weights and the dataset folder, each with its key (the
+    first alone was named: fix it, launch again, meet the next; the data folder only once the model was built)."""
+    out = run_py("experiment=sit_xl_256_repa", f"ckpt={tmp_path / 'sit.pt'}", f"data.root={tmp_path / 'nowhere'}",
                  f"objective.encoder.weights={tmp_path / 'dinov2.safetensors'}", "trainer.devices=1",
                  f"hydra.run.dir={tmp_path / 'run'}")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert "error: 2 files the run reads are not there:" in out.stderr, out.stderr
+    assert "error: 3 inputs of the run are not there:" in out.stderr, out.stderr
     assert re.search(r"\n  ckpt: .*sit.pt does not exist", out.stderr), out.stderr
     assert re.search(r"\n  objective.encoder.weights: .*dinov2.safetensors does not exist", out.stderr), out.stderr
+    assert re.search(r"\n  data.root: .*nowhere is not a folder", out.stderr), out.stderr
 
 
 def test_every_optimizer_step_of_an_epoch_is_the_global_batch(tmp_path):
