@@ -84,8 +84,10 @@ def run_python(script: str, *args: str, cwd: Path = ROOT, check: bool = False, t
 
 class WarmPython:
     """This worker's tests/warm_python.py server, started at the first script run."""
-    # read when the script runs, not at import: may differ from the server's environment
-    RUNTIME_ENV = ("PATH", "PYTEST_CURRENT_TEST")
+    # variables the preloaded libraries or the interpreter read at import or start: a launch whose environment
+    # differs from the server's in one of them needs a new Python (others, e.g. PATH or the PL_GLOBAL_SEED that an
+    # in-process training sets in this worker, are read at run time, from the launch's environment)
+    IMPORT_TIME_ENV = ("PYTHON", "LD_", "OMP_", "MKL_", "KMP_", "TORCH", "PYTORCH", "CUDA", "TRITON", "HF_")
     _server: "WarmPython | None" = None
 
     @classmethod
@@ -103,7 +105,8 @@ class WarmPython:
             self.proc = None
 
     def can_run(self, env: dict) -> bool:
-        return all(env.get(k) == self.env.get(k) for k in {*env, *self.env} - set(self.RUNTIME_ENV))
+        differ = [k for k in {*env, *self.env} if env.get(k) != self.env.get(k)]
+        return not any(k.startswith(self.IMPORT_TIME_ENV) for k in differ)
 
     def run(self, command: list, script: str, args: list, cwd: Path, env: dict, timeout: float
             ) -> subprocess.CompletedProcess:

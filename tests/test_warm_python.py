@@ -36,7 +36,9 @@ def both(script, *args, **kwargs) -> tuple[subprocess.CompletedProcess, subproce
 
 
 @pytest.mark.parametrize("how, code", [("end", 0), ("exit", 3), ("raise", 1)])
-def test_a_script_runs_warm_as_in_a_new_python(tmp_path, how, code):
+def test_a_script_runs_warm_as_in_a_new_python(tmp_path, monkeypatch, how, code):
+    WarmPython.get()
+    monkeypatch.setenv("PL_GLOBAL_SEED", "7")  # as an in-process training sets it: read at run time, still warm
     script = tmp_path / "probe.py"
     script.write_text(SCRIPT)
     (tmp_path / "work").mkdir()
@@ -62,9 +64,9 @@ def test_a_warm_script_that_runs_too_long_is_killed_with_subprocess_runs_error(t
 
 
 def test_what_is_read_at_import_runs_in_a_new_python(tmp_path):
-    """The server imported torch with this worker's environment: a variable read at import (OMP_NUM_THREADS,
+    """The server imported torch with this worker's environment: a variable read at import (TORCH_*,
     TRITON_INTERPRET, ...) that differs must start a new Python."""
     script = tmp_path / "probe.py"
     script.write_text(SCRIPT)
-    out = run_python(str(script), "end", env={"DMF_PROBE": "1"})
+    out = run_python(str(script), "end", env={"TORCH_SHOW_CPP_STACKTRACES": "1"})
     assert out.returncode == 0 and f"parent {WarmPython.get().proc.pid}" not in out.stderr
