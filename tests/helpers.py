@@ -74,7 +74,7 @@ def run_python(script: str, *args: str, cwd: Path = ROOT, check: bool = False, t
     command = [sys.executable, *launcher, str(ROOT / script), *args]
     warm = None if launcher or os.environ.get("DMF_TEST_COLD") else WarmPython.get()
     if warm is not None and warm.can_run(env):
-        out = warm.run(command, str(ROOT / script), list(args), cwd, env, timeout)
+        out = warm.run(command, cwd, env, timeout)
     else:
         out = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check:
@@ -108,12 +108,13 @@ class WarmPython:
         differ = [k for k in {*env, *self.env} if env.get(k) != self.env.get(k)]
         return not any(k.startswith(self.IMPORT_TIME_ENV) for k in differ)
 
-    def run(self, command: list, script: str, args: list, cwd: Path, env: dict, timeout: float
-            ) -> subprocess.CompletedProcess:
+    def run(self, command: list, cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+        """command: [python, script, *args]."""
         with tempfile.TemporaryDirectory() as tmp:
             stdout, stderr = Path(tmp, "stdout"), Path(tmp, "stderr")
             stdout.touch(), stderr.touch()
-            request = dict(script=script, args=args, cwd=str(cwd), env=env, stdout=str(stdout), stderr=str(stderr))
+            request = dict(script=command[1], args=command[2:], cwd=str(cwd), env=env, stdout=str(stdout),
+                           stderr=str(stderr))
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
             pid = int(self.proc.stdout.readline())

@@ -1,10 +1,10 @@
 """A warm interpreter for the tests that run scripts as a user types them (`python run.py ...`).
 
 It imports the heavy third-party libraries once (torch, Lightning and what Lightning imports: 5-10 s per launch on
-some 2-core machines), then forks one child per request. The child becomes `python <script> <args>`: the request's environment,
-working directory, argv, sys.path[0] and standard streams, with the script run as __main__, so its exit status,
-uncaught exceptions and interpreter shutdown (atexit, non-daemon threads) are Python's own. Nothing of dmf is
-imported here: the code under test is imported fresh by each child.
+some 2-core machines), then forks one child per request. The child becomes `python <script> <args>`: the request's
+environment, working directory, argv, sys.path[0] and standard streams, with the script run as __main__, so its exit
+status, uncaught exceptions and interpreter shutdown (atexit, non-daemon threads) are Python's own. Nothing of dmf
+is imported here: the code under test is imported fresh by each child.
 
 Protocol, one JSON line per request on stdin: {"script", "args", "cwd", "env", "stdout", "stderr"} (the last two are
 files the child writes). Answers on stdout: the child's pid, then its wait status once it ends. EOF ends the server.
