@@ -42,11 +42,11 @@ def test_paper_settings_reach_the_built_objects(tmp_path):
     ("model.dmf_depth=28", "model.dmf_depth=28 must satisfy 0 < dmf_depth < depth=28"),
     ("data.resolution=260", "data.resolution=260 is not divisible by 16"),
     ("guidance.omega=strong", "guidance.omega='strong' must be a number"),
-    ("sampler.steps=0", r"sampler.steps=0 must lie in \[1, None\]"),
+    ("sampler.steps=0", r"sampler.steps=0 must be >= 1"),
     ("model.name=DMFT-XXL/2", "model.name='DMFT-XXL/2' is not <family>-<size>/<patch>"),
     ("objective=fm", "objective=fm trains a flow model .* set guidance=none"),
-    ("model.depth=0", r"model.depth=0 must lie in \[1, None\]"),  # not the named size's depth in disguise
-    ("optim.warmup_steps=-5", r"optim.warmup_steps=-5 must lie in \[0, None\]"),
+    ("model.depth=0", r"model.depth=0 must be >= 1"),  # not the named size's depth in disguise
+    ("optim.warmup_steps=-5", r"optim.warmup_steps=-5 must be >= 0"),
     ("attention.backend=foo", r"unknown attention backend 'foo'; choose one of \['flash', 'fused_jvp', 'math', 'sdpa'"),
     # ranges the objects check only once built (the flow stage of a pipeline had trained by then)
     ("guidance.g_max=5", r"guidance.g_min=0.0, guidance.g_max=5: need 0 <= g_min <= g_max <= 1"),
@@ -64,7 +64,7 @@ def test_bad_configs_fail_with_one_clear_message(override, message, tmp_path):
         validate(cfg)
 
 
-@pytest.mark.parametrize("weight, message", [("-1", r"repa_weight=-1 must lie in \[0.0, None\]"),
+@pytest.mark.parametrize("weight, message", [("-1", r"repa_weight=-1 must be >= 0.0"),
                                              ("abc", "repa_weight='abc' must be a number")])
 def test_a_repa_weight_that_would_silently_be_off_or_crash_is_refused(weight, message, tmp_path):
     cfg = compose_config(["experiment=digits_flow", f"run_dir={tmp_path}", f"objective.repa_weight={weight}"])
