@@ -29,7 +29,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow"
 
 # the slow end-to-end tests: two ranks (DDP, FSDP, torchrun), pipelines and sweeps through run.py, resume chains,
-# the offline GPU kernel build. CI (.ci/run) runs them after `make test`. 13 min 8 s on the same machine (37 tests).
+# the offline GPU kernel build, bench/gpu_all.sh's commands at tiny sizes. CI (.ci/run) runs them after `make test`.
+# 13 min 8 s on the same machine (37 tests, before the 9 gpu_all.sh ones: 3 min 42 s alone on 2 workers).
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m slow
 
