@@ -68,6 +68,22 @@ def test_a_checkpoint_of_another_network_is_one_line(tmp_path, small_ckpt, mode)
         assert status.startswith("failed before training\n"), status
 
 
+def test_a_checkpoint_of_another_size_names_the_overrides_that_load_it(tmp_path):
+    """Our checkpoints record the network's settings: the error gives the overrides to paste, and pasted they load."""
+    from dmf.models.checkpoint import ARCHITECTURE_KEY, architecture
+
+    net, ckpt = tiny_dmft(), tmp_path / "last.ckpt"
+    torch.save({"state_dict": {f"ema_net.{k}": v for k, v in net.state_dict().items()},
+                ARCHITECTURE_KEY: architecture(net)}, ckpt)
+    command = ["mode=eval", "experiment=digits_dmf", f"ckpt={ckpt}", "eval.num_samples=20", "eval.steps=[1]"]
+    out = run_py(*command, f"hydra.run.dir={tmp_path / 'refused'}")
+    assert_one_error(out, "depth=3 (config builds 6", "Fix: add model.dmf_depth=2 model.num_heads=2 model.depth=3 model.hidden_size=32")
+    paste = out.stderr.split("Fix: add ")[1].split(",")[0].split()
+    assert sorted(paste) == ["model.depth=3", "model.dmf_depth=2", "model.hidden_size=32", "model.num_heads=2"]
+    run_py(*command, *paste, f"hydra.run.dir={tmp_path / 'pasted'}", check=True)
+    assert (tmp_path / "pasted" / "eval").is_dir()
+
+
 def test_a_resume_with_a_changed_setting_is_one_line(tmp_path):
     last = tmp_path / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True)

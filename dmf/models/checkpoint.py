@@ -205,6 +205,9 @@ _ARCH_ATTRS = {"dmf_depth": "model.dmf_depth", "num_heads": "model.num_heads (or
                "depth": "model.depth (or the size in model.name)", "hidden_size": "model.hidden_size",
                "patch_size": "the patch in model.name", "input_size": "data.resolution",
                "in_channels": "data (latent channels)", "num_classes": "data.num_classes"}
+# the settings one config key sets by itself: a mismatch in these alone gets the overrides to paste
+_ARCH_KEYS = {"dmf_depth": "model.dmf_depth", "num_heads": "model.num_heads", "depth": "model.depth",
+              "hidden_size": "model.hidden_size", "num_classes": "data.num_classes"}
 
 
 def architecture(net: nn.Module) -> dict:
@@ -229,6 +232,10 @@ def check_architecture(net: nn.Module, checkpoint: dict, where: str = "the check
               and (same_class or a != "dmf_depth")]
     if differ:
         what = ", ".join(f"{a}={saved[a]} (config builds {own[a]}; set {_ARCH_ATTRS[a]})" for a in differ)
+        paste = " ".join(f"{_ARCH_KEYS[a]}={saved[a]}" for a in differ if a in _ARCH_KEYS)
+        fix = f"add {paste}" if paste else "make the config match the checkpoint"
+        if paste and any(a not in _ARCH_KEYS for a in differ):
+            fix += " and set the others as said"
         raise CheckpointMismatch(f"{where} was saved from a "
                                  f"{saved.get('class')} with {what}; its weights would run as another network. "
-                                 f"Fix: make the config match the checkpoint")
+                                 f"Fix: {fix}, or pass the overrides its run was launched with")

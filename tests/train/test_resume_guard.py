@@ -92,8 +92,10 @@ def test_checkpoint_records_architecture_and_refuses_another(tmp_path):
     build_network(compose_config([*base, "model.dmf_depth=2"]))  # the same architecture loads
     with pytest.raises(CheckpointMismatch, match=r"dmf_depth=2 \(config builds 1; set model.dmf_depth\)"):
         build_network(compose_config([*base, "model.dmf_depth=1"]))  # same tensors, other split: refused
-    with pytest.raises(CheckpointMismatch, match=r"num_heads=2 \(config builds 4"):
+    with pytest.raises(CheckpointMismatch, match=r"num_heads=2 \(config builds 4.* Fix: add model.num_heads=2, or"):
         build_network(compose_config([*base, "model.dmf_depth=2", "model.num_heads=4"]))
+    # the overrides the message gives, pasted, load it
+    build_network(compose_config([*base, "model.dmf_depth=2", "model.num_heads=4", "model.num_heads=2"]))
 
 
 def test_another_runs_checkpoint_cannot_replace_this_runs_but_a_rollback_may(tmp_path, capsys):
