@@ -77,7 +77,8 @@ def test_a_checkpoint_of_another_size_names_the_overrides_that_load_it(tmp_path)
                 ARCHITECTURE_KEY: architecture(net)}, ckpt)
     command = ["mode=eval", "experiment=digits_dmf", f"ckpt={ckpt}", "eval.num_samples=20", "eval.steps=[1]"]
     out = run_py(*command, f"hydra.run.dir={tmp_path / 'refused'}")
-    assert_one_error(out, "depth=3 (config builds 6", "Fix: add model.dmf_depth=2 model.num_heads=2 model.depth=3 model.hidden_size=32")
+    assert_one_error(out, "depth=3 (config builds 6",
+                     "Fix: add model.dmf_depth=2 model.num_heads=2 model.depth=3 model.hidden_size=32")
     paste = out.stderr.split("Fix: add ")[1].split(",")[0].split()
     assert sorted(paste) == ["model.depth=3", "model.dmf_depth=2", "model.hidden_size=32", "model.num_heads=2"]
     run_py(*command, *paste, f"hydra.run.dir={tmp_path / 'pasted'}", check=True)

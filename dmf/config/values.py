@@ -24,8 +24,8 @@ def _number(cfg, key, lo=None, hi=None, integer=False):
     if isinstance(value, bool) or not isinstance(value, kind):
         raise ConfigError(f"{key}={value!r} must be {'an integer' if integer else 'a number'}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        bound = f">= {lo}" if hi is None else f"<= {hi}" if lo is None else f"lie in [{lo}, {hi}]"
-        raise ConfigError(f"{key}={value} must {'be ' * (hi is None or lo is None)}{bound}")
+        bound = f"be >= {lo}" if hi is None else f"be <= {hi}" if lo is None else f"lie in [{lo}, {hi}]"
+        raise ConfigError(f"{key}={value} must {bound}")
 
 
 def validate_model(cfg: DictConfig) -> None:

@@ -201,13 +201,14 @@ def recorded_config(path: str | Path, key: str | None = "ckpt") -> dict | None:
 # What a network is beyond its state dict: attributes whose change keeps every tensor shape (dmf_depth moves the
 # encoder/decoder split, num_heads regroups the same weights). Checkpoints record them (ARCHITECTURE_KEY).
 ARCHITECTURE_KEY = "dmf_architecture"
-_ARCH_ATTRS = {"dmf_depth": "model.dmf_depth", "num_heads": "model.num_heads (or the size in model.name)",
-               "depth": "model.depth (or the size in model.name)", "hidden_size": "model.hidden_size",
-               "patch_size": "the patch in model.name", "input_size": "data.resolution",
-               "in_channels": "data (latent channels)", "num_classes": "data.num_classes"}
-# the settings one config key sets by itself: a mismatch in these alone gets the overrides to paste
-_ARCH_KEYS = {"dmf_depth": "model.dmf_depth", "num_heads": "model.num_heads", "depth": "model.depth",
-              "hidden_size": "model.hidden_size", "num_classes": "data.num_classes"}
+# each setting -> (the config key that sets it by itself, to paste in the fix, or None; how the config changes it)
+_ARCH_ATTRS = {"dmf_depth": ("model.dmf_depth", "model.dmf_depth"),
+               "num_heads": ("model.num_heads", "model.num_heads (or the size in model.name)"),
+               "depth": ("model.depth", "model.depth (or the size in model.name)"),
+               "hidden_size": ("model.hidden_size", "model.hidden_size"),
+               "patch_size": (None, "the patch in model.name"), "input_size": (None, "data.resolution"),
+               "in_channels": (None, "data (latent channels)"),
+               "num_classes": ("data.num_classes", "data.num_classes")}
 
 
 def architecture(net: nn.Module) -> dict:
@@ -231,10 +232,10 @@ def check_architecture(net: nn.Module, checkpoint: dict, where: str = "the check
     differ = [a for a in _ARCH_ATTRS if a in saved and a in own and saved[a] != own[a]
               and (same_class or a != "dmf_depth")]
     if differ:
-        what = ", ".join(f"{a}={saved[a]} (config builds {own[a]}; set {_ARCH_ATTRS[a]})" for a in differ)
-        paste = " ".join(f"{_ARCH_KEYS[a]}={saved[a]}" for a in differ if a in _ARCH_KEYS)
+        what = ", ".join(f"{a}={saved[a]} (config builds {own[a]}; set {_ARCH_ATTRS[a][1]})" for a in differ)
+        paste = " ".join(f"{_ARCH_ATTRS[a][0]}={saved[a]}" for a in differ if _ARCH_ATTRS[a][0])
         fix = f"add {paste}" if paste else "make the config match the checkpoint"
-        if paste and any(a not in _ARCH_KEYS for a in differ):
+        if paste and not all(_ARCH_ATTRS[a][0] for a in differ):
             fix += " and set the others as said"
         raise CheckpointMismatch(f"{where} was saved from a "
                                  f"{saved.get('class')} with {what}; its weights would run as another network. "

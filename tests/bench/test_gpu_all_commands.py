@@ -36,8 +36,8 @@ def benchmark_commands() -> list[tuple[str, list[str]]]:
         elif words[:1] == ["part"] and words[1] == "eval":
             loop = re.search(r"for c in ([^;]+);", words[5]).group(1).split()
             for run in re.findall(r"\$EVAL ([^;&]+)", words[5]):
-                for c in loop if "$c" in run else [None]:
-                    commands.append(("eval", evaluate + shlex.split(run.replace("\\$c", c or "").replace("$c", c or ""))))
+                for c in loop if "$c" in run else [""]:  # shlex keeps the backslash of the quoted \$c
+                    commands.append(("eval", evaluate + shlex.split(run.replace("\\$c", c))))
     return commands
 
 
